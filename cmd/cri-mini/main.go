@@ -1,0 +1,58 @@
+// Command cri-mini is a Kubernetes CRI runtime: one static binary that is the daemon and, as
+// hidden subcommands, the per-pod monitor, the container init and the pod pause process.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+)
+
+// Stamped at build time with -ldflags "-X main.version=... -X main.gitCommit=...".
+var (
+	version   = "dev"
+	gitCommit = "unknown"
+)
+
+// Lock the main goroutine to the main thread before anything else runs. Goroutines that join
+// pod namespaces lock their own threads; without this, one of them can land on the main thread,
+// which the Go runtime never destroys, and leave the daemon itself inside a pod's network
+// namespace (DESIGN.md section 5).
+func init() {
+	runtime.LockOSThread()
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cmd := ""
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "", "daemon":
+		return runDaemon(args)
+	case "config":
+		return runConfig(args)
+	case "version":
+		fmt.Printf("cri-mini %s (commit %s, %s)\n", version, gitCommit, runtime.Version())
+		return 0
+	case "help":
+		usage()
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "cri-mini: unknown command %q\n", cmd)
+		usage()
+		return 2
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `Usage:
+  cri-mini [daemon] [flags]   serve the CRI on a unix socket (flags: cri-mini daemon -h)
+  cri-mini config default     print the full default configuration, commented
+  cri-mini version            print the version
+`)
+}

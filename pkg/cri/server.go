@@ -1,0 +1,51 @@
+// Package cri is cri-mini's gRPC layer: request validation, translation between CRI messages and
+// the domain packages, and the error-to-status mapping. It holds no runtime logic of its own.
+package cri
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-mini/cri-mini/pkg/config"
+)
+
+// RuntimeName is what Version reports as runtime_name.
+const RuntimeName = "cri-mini"
+
+// NetworkStatus tells whether the pod network is ready; a nil error means ready, otherwise the
+// error says why not.
+type NetworkStatus interface {
+	Status(ctx context.Context) error
+}
+
+// Options wires the server to the domain services built in cmd/cri-mini.
+type Options struct {
+	// Version is the daemon's version, stamped at build time.
+	Version string
+	// Config is the effective configuration, reported by Status(verbose).
+	Config config.Config
+	// Network reports pod network readiness.
+	Network NetworkStatus
+}
+
+// Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet
+// answer Unimplemented through the embedded types.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	opts Options
+}
+
+// NewServer returns a server over the given services.
+func NewServer(opts Options) *Server {
+	return &Server{opts: opts}
+}
+
+// Register installs both CRI services on g.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}

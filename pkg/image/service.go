@@ -1,0 +1,319 @@
+// Package image pulls, verifies, unpacks and indexes container images. Each layer is unpacked
+// once into its own directory, named by a short number so that an overlay mount of many layers
+// fits in one page of mount data; images and layers are recorded in the metadata database and
+// mirrored in memory so that listing and status queries never touch disk or network.
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cri-mini/cri-mini/pkg/image/hosts"
+	"github.com/cri-mini/cri-mini/pkg/store"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"k8s.io/klog/v2"
+)
+
+// Buckets in the metadata database.
+const (
+	imagesBucket = "images"
+	layersBucket = "layers"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxConcurrentDownloads = 3
+	DefaultProgressTimeout        = time.Minute
+	DefaultRegistryConfigDir      = "/etc/cri-mini/certs.d"
+)
+
+// Options configures a Service.
+type Options struct {
+	// Root holds the layer store (Root/l/<n>) and temporary unpack dirs (Root/tmp).
+	Root string
+	// WritableRoot is the directory of the containers' writable layers, reported by FsInfo.
+	WritableRoot string
+	// RegistryConfigDir holds <host>/hosts.toml files (containerd layout); "" disables them.
+	RegistryConfigDir string
+	// MaxConcurrentDownloads bounds the parallel layer downloads of one pull (default 3).
+	MaxConcurrentDownloads int
+	// ProgressTimeout fails a blob download that receives nothing for this long (default 1m).
+	ProgressTimeout time.Duration
+	DB              *store.DB
+	// InUse reports whether a container uses the image; such an image cannot be removed. It is
+	// called with the service's lock held and must not call back into the Service.
+	InUse func(imageID string) bool
+	// Platform selects the manifest of a multi-platform image (default linux/GOARCH).
+	Platform *v1.Platform
+	// Pinned lists references of images reported as pinned (never garbage collected by kubelet).
+	Pinned []string
+}
+
+// Auth is registry credentials for one pull.
+type Auth struct {
+	Username      string
+	Password      string
+	Auth          string // base64 of "username:password"
+	IdentityToken string
+	RegistryToken string
+}
+
+// Image is an image in the store. Values returned by the Service are shared and must be treated
+// as read-only.
+type Image struct {
+	ID          string // config digest, "sha256:..."
+	RepoTags    []string
+	RepoDigests []string
+	Size        uint64
+	User        string
+	Config      v1.Config
+	Layers      []string // chain IDs, bottom layer first
+	Pinned      bool     `json:"-"`
+}
+
+// layer is the record of one unpacked layer.
+type layer struct {
+	ChainID string
+	DiffID  string
+	Digest  string // compressed digest when known
+	Short   string // directory name below Root/l
+	Bytes   int64
+	Inodes  int64
+	Refs    int // images using the layer
+}
+
+// FsUsage is the usage of one filesystem area.
+type FsUsage struct {
+	Path       string // the directory measured
+	Mountpoint string // mountpoint of the filesystem holding it
+	UsedBytes  uint64
+	Inodes     uint64
+}
+
+// Service is the image store.
+type Service struct {
+	opts      Options
+	layersDir string
+	tmpDir    string
+	db        *store.DB
+	hosts     *hosts.Resolver
+	pinned    map[string]bool
+
+	pulls  *flightGroup[*Image]
+	unpack *flightGroup[*layer]
+
+	mu        sync.Mutex
+	images    map[string]*Image // by ID
+	refs      map[string]string // repo tag or repo digest -> ID
+	layers    map[string]*layer // by chain ID
+	holds     map[string]int    // chain ID -> in-flight pulls that need the layer
+	nextShort int
+}
+
+// New opens the image store, removing what an interrupted pull or removal left behind.
+func New(ctx context.Context, o Options) (*Service, error) {
+	if o.Root == "" || o.DB == nil {
+		return nil, fmt.Errorf("image service needs a root dir and a database: %w", store.ErrInvalidArgument)
+	}
+	if o.MaxConcurrentDownloads <= 0 {
+		o.MaxConcurrentDownloads = DefaultMaxConcurrentDownloads
+	}
+	if o.ProgressTimeout <= 0 {
+		o.ProgressTimeout = DefaultProgressTimeout
+	}
+	if o.Platform == nil {
+		o.Platform = defaultPlatform()
+	}
+	if o.InUse == nil {
+		o.InUse = func(string) bool { return false }
+	}
+	s := &Service{
+		opts:      o,
+		layersDir: filepath.Join(o.Root, "l"),
+		tmpDir:    filepath.Join(o.Root, "tmp"),
+		db:        o.DB,
+		hosts:     hosts.NewResolver(o.RegistryConfigDir),
+		pinned:    map[string]bool{},
+		pulls:     newFlightGroup[*Image](),
+		unpack:    newFlightGroup[*layer](),
+		images:    map[string]*Image{},
+		refs:      map[string]string{},
+		layers:    map[string]*layer{},
+		holds:     map[string]int{},
+		nextShort: 1,
+	}
+	for _, p := range o.Pinned {
+		r, err := parseReference(p)
+		if err != nil {
+			return nil, fmt.Errorf("pinned image %q: %w", p, err)
+		}
+		s.pinned[r.String()] = true
+	}
+	// Temporary unpack dirs are never valid after a restart: whatever was in them was not
+	// recorded.
+	if err := os.RemoveAll(s.tmpDir); err != nil {
+		return nil, fmt.Errorf("remove leftover temp dir %s: %w", s.tmpDir, err)
+	}
+	for _, d := range []string{s.layersDir, s.tmpDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, fmt.Errorf("create image dir %s: %w", d, err)
+		}
+	}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases idle registry connections.
+func (s *Service) Close() { s.hosts.Close() }
+
+func defaultPlatform() *v1.Platform {
+	p := &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if runtime.GOARCH == "arm64" {
+		p.Variant = "v8"
+	}
+	return p
+}
+
+// load rebuilds the in-memory index from the database and repairs it: images whose layers are
+// gone are dropped, reference counts are recomputed from the images, and unreferenced layers
+// (from a pull killed before its image was recorded) and unrecorded dirs are removed.
+func (s *Service) load(ctx context.Context) error {
+	log := klog.FromContext(ctx)
+	images := map[string]*Image{}
+	layers := map[string]*layer{}
+	err := s.db.View(func(tx *store.Tx) error {
+		if err := tx.ForEach(layersBucket, func(id string, raw []byte) error {
+			var l layer
+			if err := json.Unmarshal(raw, &l); err != nil || l.Short == "" {
+				log.Error(err, "Dropping corrupt layer record", "layer", id)
+				return nil
+			}
+			layers[id] = &l
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.ForEach(imagesBucket, func(id string, raw []byte) error {
+			var img Image
+			if err := json.Unmarshal(raw, &img); err != nil || img.ID != id {
+				log.Error(err, "Dropping corrupt image record", "image", id)
+				return nil
+			}
+			images[id] = &img
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("load image metadata: %w", err)
+	}
+	for id, l := range layers {
+		if fi, err := os.Lstat(filepath.Join(s.layersDir, l.Short)); err != nil || !fi.IsDir() {
+			log.Info("Layer directory missing, dropping layer", "layer", id, "dir", l.Short)
+			delete(layers, id)
+		}
+	}
+	refs := map[string]int{}
+	for id, img := range images {
+		complete := true
+		for _, c := range img.Layers {
+			if layers[c] == nil {
+				complete = false
+			}
+		}
+		if !complete {
+			log.Info("Image has missing layers, dropping it", "image", id)
+			delete(images, id)
+			continue
+		}
+		for _, c := range img.Layers {
+			refs[c]++
+		}
+	}
+	err = s.db.Update(func(tx *store.Tx) error {
+		if err := tx.ForEach(imagesBucket, func(id string, _ []byte) error {
+			if images[id] == nil {
+				return tx.Delete(imagesBucket, id)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.ForEach(layersBucket, func(id string, _ []byte) error {
+			l := layers[id]
+			switch {
+			case l == nil || refs[id] == 0:
+				delete(layers, id)
+				return tx.Delete(layersBucket, id)
+			case l.Refs != refs[id]:
+				l.Refs = refs[id]
+				return tx.Put(layersBucket, id, l)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("repair image metadata: %w", err)
+	}
+	keep := map[string]bool{}
+	for _, l := range layers {
+		keep[l.Short] = true
+		if n, err := strconv.Atoi(l.Short); err == nil && n >= s.nextShort {
+			s.nextShort = n + 1
+		}
+	}
+	entries, err := os.ReadDir(s.layersDir)
+	if err != nil {
+		return fmt.Errorf("read layer dir: %w", err)
+	}
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			log.V(2).Info("Removing unreferenced layer directory", "dir", e.Name())
+			if err := os.RemoveAll(filepath.Join(s.layersDir, e.Name())); err != nil {
+				return fmt.Errorf("remove unreferenced layer dir %s: %w", e.Name(), err)
+			}
+		}
+	}
+	s.layers = layers
+	for _, img := range images {
+		s.publish(img)
+	}
+	return nil
+}
+
+// publish puts img into the in-memory index. Callers hold s.mu (or own s exclusively).
+func (s *Service) publish(img *Image) {
+	img.Pinned = s.pinned[img.ID]
+	for _, r := range img.RepoTags {
+		s.refs[r] = img.ID
+		img.Pinned = img.Pinned || s.pinned[r]
+	}
+	for _, r := range img.RepoDigests {
+		s.refs[r] = img.ID
+		img.Pinned = img.Pinned || s.pinned[r]
+	}
+	s.images[img.ID] = img
+}
+
+// unpublish removes img from the in-memory index. Callers hold s.mu.
+func (s *Service) unpublish(img *Image) {
+	for _, r := range append(append([]string(nil), img.RepoTags...), img.RepoDigests...) {
+		if s.refs[r] == img.ID {
+			delete(s.refs, r)
+		}
+	}
+	delete(s.images, img.ID)
+}
+
+// errNotFound builds the wrapped not-found error of a query.
+func errNotFound(ref string) error {
+	return fmt.Errorf("image %q: %w", ref, store.ErrNotFound)
+}

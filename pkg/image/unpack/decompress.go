@@ -1,0 +1,45 @@
+package unpack
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// Decompress returns the uncompressed stream of a layer blob. The format is sniffed from the
+// magic bytes rather than trusted from the media type: registries and docker save archives label
+// layers inconsistently, and the diffID check afterwards proves the result either way.
+func Decompress(r io.Reader) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(4)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+		return nil, fmt.Errorf("read layer header: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("open gzip layer: %w", err)
+		}
+		return zr, nil
+	case bytes.HasPrefix(head, zstdMagic):
+		// One decoder goroutine: layers already unpack in parallel, and the default would
+		// start one per core for every layer.
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("open zstd layer: %w", err)
+		}
+		return zr.IOReadCloser(), nil
+	default:
+		return io.NopCloser(br), nil
+	}
+}

@@ -1,0 +1,294 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cri-mini/cri-mini/pkg/cni"
+	"github.com/cri-mini/cri-mini/pkg/ns"
+	"github.com/cri-mini/cri-mini/pkg/store"
+	"k8s.io/klog/v2"
+)
+
+// Run creates a pod sandbox. On any error everything it did is undone, in reverse, with a
+// context of its own (the caller's may be cancelled: that is often why Run failed), and the
+// pod's name is released. The sandbox becomes visible to Get and List only once ready.
+func (m *Manager) Run(ctx context.Context, c Config) (_ *Sandbox, retErr error) {
+	if err := validate(&c); err != nil {
+		return nil, err
+	}
+	podNet := c.NetworkMode == ModePod
+	if podNet && m.o.CNI == nil {
+		return nil, fmt.Errorf("pod network requested but no CNI network is configured: %w", store.ErrFailedPrecondition)
+	}
+	if podNet && m.o.CNI.Name() == "" {
+		// Fail before creating anything: kubelet retries once the network is ready.
+		_, reason := m.o.CNI.Status(ctx)
+		return nil, fmt.Errorf("pod network not ready: %s: %w", reason, store.ErrFailedPrecondition)
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	logger := klog.FromContext(ctx).WithValues("podSandboxID", id, "pod", klog.KRef(c.Namespace, c.Name))
+	ctx = klog.NewContext(ctx, logger)
+	if err := m.reserve(&c, id); err != nil {
+		return nil, err
+	}
+
+	stateDir, rootDir := m.dirs(id)
+	r := &record{
+		Sandbox: Sandbox{
+			ID: id, Config: c, State: StateCreating, CreatedAt: time.Now(),
+			ResolvConfPath: filepath.Join(rootDir, "resolv.conf"),
+			HostsPath:      filepath.Join(rootDir, "hosts"),
+			HostnamePath:   filepath.Join(rootDir, "hostname"),
+		},
+		StateDir: stateDir, RootDir: rootDir,
+		// Set before ADD is attempted: a crash in the middle of ADD must still lead to DEL.
+		NetworkAttached: podNet,
+	}
+	r.CgroupParent = c.CgroupParent
+	if r.CgroupParent == "" {
+		r.CgroupParent = filepath.Join(m.o.DefaultCgroupParent, id)
+	}
+	r.CgroupCreated = !m.o.Cgroups.Exists(r.CgroupParent)
+	planPaths(r)
+	r.Hostname, err = effectiveHostname(&c)
+	if err != nil {
+		m.release(&c, id)
+		return nil, err
+	}
+	// The record exists before any side effect, so a crash at any later point is found and
+	// cleaned up at start-up.
+	if err := m.o.DB.Update(func(tx *store.Tx) error { return tx.Put(bucket, id, r) }); err != nil {
+		m.release(&c, id)
+		return nil, fmt.Errorf("persist sandbox %s: %w", id, err)
+	}
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		m.undoRun(ctx, r)
+	}()
+
+	if err := m.setup(ctx, r); err != nil {
+		return nil, err
+	}
+	// Ready in one transaction, then published: NRI-style hooks and List never see a
+	// half-made sandbox.
+	r.State = StateReady
+	if err := m.put(r); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.byID[id] = &entry{rec: *r}
+	m.mu.Unlock()
+	logger.V(2).Info("Pod sandbox ready", "ips", r.IPs)
+	return r.Sandbox.clone(), nil
+}
+
+// undoRun reverts a failed Run. When the cleanup itself fails, the sandbox is kept as
+// NOTREADY (and its name stays reserved) so kubelet's Remove can finish the job.
+func (m *Manager) undoRun(ctx context.Context, r *record) {
+	logger := klog.FromContext(ctx)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.o.CleanupTimeout)
+	defer cancel()
+	if err := m.teardown(cctx, r); err != nil {
+		logger.Error(err, "Undoing failed sandbox creation; keeping it NOTREADY")
+		r.State = StateNotReady
+		if err := m.put(r); err != nil {
+			logger.Error(err, "Persisting sandbox state")
+		}
+		m.mu.Lock()
+		m.byID[r.ID] = &entry{rec: *r}
+		m.mu.Unlock()
+		return
+	}
+	if err := m.o.DB.Update(func(tx *store.Tx) error { return tx.Delete(bucket, r.ID) }); err != nil {
+		logger.Error(err, "Deleting record of failed sandbox")
+	}
+	m.release(&r.Config, r.ID)
+}
+
+func effectiveHostname(c *Config) (string, error) {
+	if c.NetworkMode == ModePod && c.Hostname != "" {
+		return c.Hostname, nil
+	}
+	// Host network shares the node's UTS namespace; a pod UTS without a hostname keeps the
+	// copy of the node's name that unshare made.
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("read node hostname: %w", err)
+	}
+	return h, nil
+}
+
+// setup performs every side effect of Run, recording each in r as it goes.
+func (m *Manager) setup(ctx context.Context, r *record) error {
+	c := &r.Config
+	if err := os.MkdirAll(r.StateDir, 0o711); err != nil {
+		return fmt.Errorf("create sandbox state dir: %w", err)
+	}
+	if err := os.MkdirAll(r.RootDir, 0o711); err != nil {
+		return fmt.Errorf("create sandbox dir: %w", err)
+	}
+	kinds := podKinds(c)
+	nsDir := filepath.Join(r.StateDir, "ns")
+	hostname := ""
+	if c.NetworkMode == ModePod {
+		hostname = c.Hostname
+	}
+	if _, err := ns.Pin(ns.PinOptions{Dir: nsDir, Kinds: kinds, Hostname: hostname, Sysctls: c.Sysctls}); err != nil {
+		return fmt.Errorf("create pod namespaces: %w", err)
+	}
+	if r.ShmPath != "" {
+		if err := mountShm(r.ShmPath, m.o.ShmSize); err != nil {
+			return err
+		}
+	}
+	if _, err := m.o.Cgroups.Create(r.CgroupParent, c.Resources); err != nil {
+		return fmt.Errorf("create pod cgroup: %w", err)
+	}
+	resolv, err := resolvConf(c.DNS, m.o.HostResolvConf)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(r.ResolvConfPath, resolv, 0o644); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644); err != nil {
+		return err
+	}
+	if r.NetworkAttached {
+		res, err := m.o.CNI.Setup(ctx, m.cniPod(r))
+		if err != nil {
+			return fmt.Errorf("set up pod network: %w", err)
+		}
+		r.Network, r.IPs = res.Network, res.IPs
+	}
+	hosts, err := hostsFile(c.NetworkMode == ModeNode, r.Hostname, r.IPs, m.o.HostHosts)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(r.HostsPath, hosts, 0o644); err != nil {
+		return err
+	}
+	if c.PIDMode == ModePod && m.o.Hooks.StartPodInit != nil {
+		if err := m.o.Hooks.StartPodInit(ctx, r.Sandbox.clone()); err != nil {
+			return fmt.Errorf("start pod init: %w", err)
+		}
+	}
+	return nil
+}
+
+// planPaths fills in where the pins and /dev/shm will be, before the record is first
+// written: teardown unpins and unmounts idempotently, so knowing a path too early is safe,
+// knowing it too late (after a crash) would leak.
+func planPaths(r *record) {
+	for _, k := range podKinds(&r.Config) {
+		p := filepath.Join(r.StateDir, "ns", string(k))
+		switch k {
+		case ns.Net:
+			r.NetNSPath = p
+		case ns.IPC:
+			r.IPCNSPath = p
+		case ns.UTS:
+			r.UTSNSPath = p
+		}
+	}
+	if r.Config.IPCMode == ModePod {
+		r.ShmPath = filepath.Join(r.StateDir, "shm")
+	}
+}
+
+func (m *Manager) cniPod(r *record) cni.Pod {
+	p := cni.Pod{
+		ID: r.ID, Name: r.Config.Name, Namespace: r.Config.Namespace, UID: r.Config.UID,
+		CgroupPath: r.CgroupParent, Annotations: r.Config.Annotations,
+	}
+	// A DEL after a reboot finds no namespace: plugins then release addresses and rules only.
+	if r.NetNSPath != "" && ns.IsPinned(r.NetNSPath) {
+		p.NetNS = r.NetNSPath
+	}
+	for _, pm := range r.Config.PortMappings {
+		p.PortMappings = append(p.PortMappings, cni.PortMapping(pm))
+	}
+	if d := r.Config.DNS; d != nil {
+		p.DNS = &cni.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
+	}
+	return p
+}
+
+// releaseNetwork runs CNI DEL while the record says the pod may be attached.
+func (m *Manager) releaseNetwork(ctx context.Context, r *record) error {
+	if !r.NetworkAttached {
+		return nil
+	}
+	if m.o.CNI == nil {
+		return fmt.Errorf("tear down pod network: no CNI network configured: %w", store.ErrFailedPrecondition)
+	}
+	if err := m.o.CNI.Teardown(ctx, m.cniPod(r)); err != nil {
+		return fmt.Errorf("tear down pod network: %w", err)
+	}
+	r.NetworkAttached = false
+	return nil
+}
+
+// releaseLocal undoes everything but the network and the record: /dev/shm, the namespace
+// pins, the pod cgroup, the directories. Each step is idempotent; a failing step stops
+// the directories from being removed (they may still hold a mount).
+func (m *Manager) releaseLocal(r *record) error {
+	var errs []error
+	if err := unmountShm(r.ShmPath); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range []string{r.NetNSPath, r.IPCNSPath, r.UTSNSPath} {
+		if p == "" {
+			continue
+		}
+		if err := ns.Unpin(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.CgroupCreated && !m.cgroupShared(r) {
+		if err := m.o.Cgroups.Remove(r.CgroupParent); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, d := range []string{r.StateDir, r.RootDir} {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("remove sandbox dir: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cgroupShared reports whether another sandbox uses the same cgroup (kubelet reuses a pod's
+// cgroup for the next attempt of its sandbox).
+func (m *Manager) cgroupShared(r *record) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for id, e := range m.byID {
+		if id != r.ID && e.get().CgroupParent == r.CgroupParent {
+			return true
+		}
+	}
+	return false
+}
+
+// teardown undoes a whole sandbox except its record: network first (plugins need the
+// namespace), then the local state.
+func (m *Manager) teardown(ctx context.Context, r *record) error {
+	if err := m.releaseNetwork(ctx, r); err != nil {
+		return err
+	}
+	return m.releaseLocal(r)
+}
