@@ -36,6 +36,8 @@ func run(args []string) int {
 		return runDaemon(args)
 	case "config":
 		return runConfig(args)
+	case "images":
+		return runImages(args, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Printf("cri-mini %s (commit %s, %s)\n", version, gitCommit, runtime.Version())
 		return 0
@@ -53,6 +55,7 @@ func usage() {
 	fmt.Fprint(os.Stderr, `Usage:
   cri-mini [daemon] [flags]   serve the CRI on a unix socket (flags: cri-mini daemon -h)
   cri-mini config default     print the full default configuration, commented
+  cri-mini images import|list load images into the store, or list them (cri-mini images help)
   cri-mini version            print the version
 `)
 }

@@ -7,14 +7,22 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
+	"github.com/cri-mini/cri-mini/pkg/cni"
 	"github.com/cri-mini/cri-mini/pkg/config"
 	"github.com/cri-mini/cri-mini/pkg/cri"
+	"github.com/cri-mini/cri-mini/pkg/image"
+	"github.com/cri-mini/cri-mini/pkg/sandbox"
 	"github.com/cri-mini/cri-mini/pkg/store"
 )
 
 // daemon holds the services wired together for one run of the daemon.
 type daemon struct {
 	db     *store.DB
+	cni    *cni.Network
+	pods   *sandbox.Manager
+	images *image.Service
+	admin  *adminServer
 	server *cri.Server
 }
 
@@ -36,15 +44,66 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metadata: %w", err)
 	}
+	// libcni's result cache goes under the volatile state dir: it must survive a daemon
+	// restart (DEL after a restart needs the exact config and args of the ADD), but it
+	// describes kernel objects (veths, the netns pins next to it, rules) that a reboot
+	// destroys; after a reboot DEL falls back to the current config, which the CNI spec
+	// requires plugins to accept, and releases the IPAM addresses by sandbox ID.
+	d.cni, err = cni.New(ctx, cni.Options{
+		ConfDir:  cfg.CNI.ConfDir,
+		BinDirs:  cfg.CNI.BinDirs,
+		CacheDir: filepath.Join(cfg.State, "cni-cache"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up pod network: %w", err)
+	}
+	// NewManager recovers the sandboxes of the previous run and garbage-collects CNI
+	// attachments of sandboxes that no longer exist.
+	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
+		StateDir: cfg.State,
+		RootDir:  cfg.Root,
+		DB:       d.db,
+		CNI:      d.cni,
+		Cgroups:  cgroups.New(),
+		ShmSize:  cfg.Sandbox.ShmSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load pod sandboxes: %w", err)
+	}
+	// No container manager exists yet, so no image is in use; the container manager's
+	// "is this image used by a container" query plugs in here.
+	d.images, err = openImages(ctx, cfg, d.db, func(string) bool { return false })
+	if err != nil {
+		return nil, err
+	}
+	d.admin, err = startAdmin(ctx, adminSocketPath(cfg), d.images)
+	if err != nil {
+		return nil, err
+	}
 	d.server = cri.NewServer(cri.Options{
-		Version: version,
-		Config:  cfg,
+		Version:    version,
+		Config:     cfg,
+		Network:    cri.NewNetworkStatus(d.cni),
+		Sandboxes:  d.pods,
+		PodNetwork: d.cni,
+		Images:     d.images,
 	})
 	return d, nil
 }
 
 func (d *daemon) close() error {
 	var errs []error
+	// The admin socket goes first: an import in flight finishes before the store closes.
+	if d.admin != nil {
+		errs = append(errs, d.admin.close())
+	}
+	// Pods are left alone: their namespaces and monitors outlive the daemon.
+	if d.cni != nil {
+		errs = append(errs, d.cni.Close())
+	}
+	if d.images != nil {
+		d.images.Close()
+	}
 	if d.db != nil {
 		errs = append(errs, d.db.Close())
 	}

@@ -28,6 +28,12 @@ type Options struct {
 	Config config.Config
 	// Network reports pod network readiness.
 	Network NetworkStatus
+	// Sandboxes runs the pod sandboxes behind the PodSandbox RPCs.
+	Sandboxes SandboxManager
+	// PodNetwork records the pod CIDR sent with UpdateRuntimeConfig.
+	PodNetwork PodNetwork
+	// Images is the image store behind the ImageService RPCs.
+	Images ImageService
 }
 
 // Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet

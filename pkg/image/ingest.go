@@ -43,6 +43,8 @@ type imageSource struct {
 	config *v1.ConfigFile
 	layers []layerSource
 	size   uint64
+	// annotations of the image manifest, when the source has one.
+	annotations map[string]string
 }
 
 // chainIDs computes the chain ID of every layer: the ID of a layer together with all below it
@@ -111,7 +113,14 @@ func (s *Service) ingest(ctx context.Context, src *imageSource, tags, digests []
 		return nil, err
 	}
 	cfg := src.config.Config
-	img := &Image{ID: src.id, Size: src.size, User: cfg.User, Config: cfg, Layers: chains}
+	img := &Image{
+		ID: src.id, Size: src.size, User: cfg.User, Config: cfg, Layers: chains,
+		Created: src.config.Created.Time, OS: src.config.OS, Architecture: src.config.Architecture,
+		Variant: src.config.Variant, Annotations: src.annotations,
+	}
+	for _, d := range diffIDs {
+		img.DiffIDs = append(img.DiffIDs, d.String())
+	}
 	return s.commit(ctx, img, tags, digests)
 }
 

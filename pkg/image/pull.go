@@ -375,7 +375,7 @@ func newImageSource(m *v1.Manifest, rawConfig []byte) (*imageSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse config %s: %w", m.Config.Digest, err)
 	}
-	src := &imageSource{id: m.Config.Digest.String(), config: cfg, size: uint64(len(rawConfig))}
+	src := &imageSource{id: m.Config.Digest.String(), config: cfg, size: uint64(len(rawConfig)), annotations: m.Annotations}
 	for _, l := range m.Layers {
 		if l.Digest.Algorithm != "sha256" {
 			return nil, fmt.Errorf("layer digest %q is not sha256: %w", l.Digest, store.ErrInvalidArgument)

@@ -75,7 +75,16 @@ type Image struct {
 	User        string
 	Config      v1.Config
 	Layers      []string // chain IDs, bottom layer first
-	Pinned      bool     `json:"-"`
+	// The rest of the image config and the manifest's annotations, kept so that a verbose
+	// ImageStatus can report the image spec without reading the config blob again. Records
+	// written before these fields existed leave them empty.
+	Created      time.Time         `json:",omitempty"`
+	OS           string            `json:",omitempty"`
+	Architecture string            `json:",omitempty"`
+	Variant      string            `json:",omitempty"`
+	DiffIDs      []string          `json:",omitempty"`
+	Annotations  map[string]string `json:",omitempty"`
+	Pinned       bool              `json:"-"`
 }
 
 // layer is the record of one unpacked layer.
