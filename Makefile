@@ -33,7 +33,7 @@ integration: build
 critest:
 	test/critest/run.sh
 
-test: deps lint unit integration critest
+test: deps lint unit critest integration
 
 bench:
 	test/critest/run.sh --benchmark
