@@ -1,0 +1,188 @@
+package monitor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DefaultTimeout bounds a request whose context has no deadline.
+const DefaultTimeout = 10 * time.Second
+
+// Client talks to one pod's monitor. It is safe for concurrent use; requests are sent one at
+// a time. After an I/O error or timeout the connection is dropped and the next request dials
+// again, so a client survives a broken connection (and the monitor never depends on it).
+type Client struct {
+	path string
+
+	mu   sync.Mutex
+	conn net.Conn
+	rd   *bufio.Reader
+}
+
+// Dial connects to the monitor socket at path.
+func Dial(ctx context.Context, path string) (*Client, error) {
+	c := &Client{path: path}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.dialLocked(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Client) dialLocked(ctx context.Context) error {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.path)
+	if err != nil {
+		return fmt.Errorf("dial monitor %s: %w", c.path, err)
+	}
+	c.conn, c.rd = conn, bufio.NewReader(conn)
+	return nil
+}
+
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn = nil
+	return err
+}
+
+// call sends req and decodes the answer, within ctx's deadline (or DefaultTimeout).
+func (c *Client) call(ctx context.Context, req *Request) (*Response, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn == nil {
+		if err := c.dialLocked(ctx); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.roundTrip(ctx, req)
+	if err != nil {
+		// The stream may hold a late answer now: never reuse it.
+		_ = c.conn.Close()
+		c.conn = nil
+		return nil, fmt.Errorf("monitor %s %s: %w", req.Op, req.ID, err)
+	}
+	return resp, resp.Err()
+}
+
+func (c *Client) roundTrip(ctx context.Context, req *Request) (*Response, error) {
+	dl, _ := ctx.Deadline()
+	if err := c.conn.SetDeadline(dl); err != nil {
+		return nil, err
+	}
+	// Cancellation before the deadline: unblock the I/O at once.
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	out, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.conn.Write(append(out, '\n')); err != nil {
+		return nil, err
+	}
+	line, err := readLine(c.rd)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
+		return nil, err
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return nil, fmt.Errorf("decode response: %w", err)
+	}
+	return &resp, nil
+}
+
+func (c *Client) stateCall(ctx context.Context, req *Request) (ContainerState, error) {
+	resp, err := c.call(ctx, req)
+	if resp != nil && resp.State != nil {
+		return *resp.State, err
+	}
+	return ContainerState{}, err
+}
+
+// Create creates container id, not yet running.
+func (c *Client) Create(ctx context.Context, id string, opts CreateOptions) (ContainerState, error) {
+	return c.stateCall(ctx, &Request{Op: opCreate, ID: id, Create: &opts})
+}
+
+// Start lets a created container run its command.
+func (c *Client) Start(ctx context.Context, id string) (ContainerState, error) {
+	return c.stateCall(ctx, &Request{Op: opStart, ID: id})
+}
+
+// Signal sends sig to the container's process; a no-op for an exited container.
+func (c *Client) Signal(ctx context.Context, id string, sig syscall.Signal) (ContainerState, error) {
+	return c.stateCall(ctx, &Request{Op: opSignal, ID: id, Signal: int(sig)})
+}
+
+// State returns the container's state.
+func (c *Client) State(ctx context.Context, id string) (ContainerState, error) {
+	return c.stateCall(ctx, &Request{Op: opState, ID: id})
+}
+
+// List returns the state of every container of the pod.
+func (c *Client) List(ctx context.Context) ([]ContainerState, error) {
+	resp, err := c.call(ctx, &Request{Op: opList})
+	if err != nil {
+		return nil, err
+	}
+	return resp.States, nil
+}
+
+// Wait waits until the container has exited and its exit record is written, or until ctx
+// ends (then the error wraps ErrTimeout). The monitor is asked to wait slightly less than
+// the context allows, so its answer arrives before the deadline.
+func (c *Client) Wait(ctx context.Context, id string) (ContainerState, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	dl, _ := ctx.Deadline()
+	wait := time.Until(dl) - 100*time.Millisecond
+	if wait <= 0 {
+		return ContainerState{}, fmt.Errorf("wait for container %s: %w", id, ErrTimeout)
+	}
+	return c.stateCall(ctx, &Request{Op: opWait, ID: id, TimeoutMillis: wait.Milliseconds()})
+}
+
+// ReopenLog reopens the container's log file (ReopenContainerLog).
+func (c *Client) ReopenLog(ctx context.Context, id string) error {
+	_, err := c.call(ctx, &Request{Op: opReopen, ID: id})
+	return err
+}
+
+// Remove forgets an exited (or never started) container and deletes its state.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	_, err := c.call(ctx, &Request{Op: opRemove, ID: id})
+	return err
+}
+
+// Shutdown kills the pod's remaining containers, waits for their exit records and makes the
+// monitor exit.
+func (c *Client) Shutdown(ctx context.Context) error {
+	_, err := c.call(ctx, &Request{Op: opShutdown})
+	return err
+}
