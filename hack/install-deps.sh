@@ -24,6 +24,7 @@ PACKAGES=(
 	make            # make run / make test
 	git             # build metadata; go uses it for VCS stamping when enabled
 	dpkg-dev        # test image builds: unpacking Debian packages into image layers
+	busybox-static  # root tests of pkg/runtime run a static busybox as the container process
 	apt             # test image builds: apt-get download of static binaries
 )
 read -r -a extra <<<"${EXTRA_PACKAGES:-}"

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+
+	ctrruntime "github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
 // Stamped at build time with -ldflags "-X main.version=... -X main.gitCommit=...".
@@ -34,6 +36,10 @@ func run(args []string) int {
 	switch cmd {
 	case "", "daemon":
 		return runDaemon(args)
+	case ctrruntime.InitCommand: // container init, started by the runtime's Create
+		return ctrruntime.InitMain()
+	case ctrruntime.ExecHelperCommand: // joins a running container, started by Exec
+		return ctrruntime.ExecHelperMain()
 	case "config":
 		return runConfig(args)
 	case "images":

@@ -187,8 +187,10 @@ func IsPinned(path string) bool {
 }
 
 // Paths selects namespace files to join; an empty path keeps the caller's namespace.
+// PID sets the namespace of the thread's future children only (setns(CLONE_NEWPID) never
+// moves the caller itself): it matters for a process started from fn.
 type Paths struct {
-	Net, IPC, UTS string
+	Net, IPC, UTS, PID string
 }
 
 // Do runs fn on a throw-away locked thread that has joined the given namespaces. fn must not
@@ -216,7 +218,7 @@ func doOnThread(p Paths, fn func() error) error {
 		}
 	}()
 	var flags []int
-	for _, t := range []target{{p.Net, unix.CLONE_NEWNET}, {p.IPC, unix.CLONE_NEWIPC}, {p.UTS, unix.CLONE_NEWUTS}} {
+	for _, t := range []target{{p.Net, unix.CLONE_NEWNET}, {p.IPC, unix.CLONE_NEWIPC}, {p.UTS, unix.CLONE_NEWUTS}, {p.PID, unix.CLONE_NEWPID}} {
 		if t.path == "" {
 			continue
 		}

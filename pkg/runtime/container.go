@@ -1,0 +1,151 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
+)
+
+// ErrStarted is returned by Start for a process that was already started.
+var ErrStarted = errors.New("container already started")
+
+// Create spawns the container's init: from a thread that joined the namespaces the spec
+// names (the pod's net/ipc/uts, a shared pid namespace), in new PID and mount namespaces,
+// inside the cgroup spec.Linux.CgroupsPath (which must exist; "" keeps the caller's). The
+// init sets up the rootfs (already mounted at spec.Root.Path, see MountRootfs) and then
+// waits: the container is CREATED until Start. cgm may be nil when CgroupsPath is "".
+// rootfs may be nil when the caller owns the rootfs; otherwise Delete removes it.
+func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, cgm *cgroups.Manager) (*Container, error) {
+	if spec == nil || spec.Process == nil || spec.Root == nil || spec.Linux == nil {
+		return nil, fmt.Errorf("create container: the spec needs process, root and linux")
+	}
+	if len(spec.Process.Args) == 0 {
+		return nil, fmt.Errorf("create container: empty process args")
+	}
+	if spec.Linux.CgroupsPath != "" && cgm == nil {
+		return nil, fmt.Errorf("create container: cgroup %s given without a cgroup manager", spec.Linux.CgroupsPath)
+	}
+	paths, flags, err := specNamespaces(spec)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	p, err := spawn(ctx, spawnOptions{
+		command:    InitCommand,
+		ns:         paths,
+		cloneflags: flags,
+		stdio:      stdio,
+		terminal:   spec.Process.Terminal,
+		cgroupPath: spec.Linux.CgroupsPath,
+		cgm:        cgm,
+		config:     childConfig{Spec: spec},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	if err := p.waitReady(ctx); err != nil {
+		_ = p.cmd.Process.Kill()
+		_, _ = p.Wait()
+		_ = p.sync.Close()
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	klog.FromContext(ctx).V(2).Info("Container created", "pid", p.Pid, "rootfs", spec.Root.Path)
+	return &Container{Process: p, Spec: spec, Rootfs: rootfs}, nil
+}
+
+// Container is a created container: its init process (PID 1 of its PID namespace, once
+// started the container's own program), its spec and its rootfs.
+type Container struct {
+	*Process
+	Spec   *specs.Spec
+	Rootfs *Rootfs
+}
+
+// Start lets the init execute the container's program and returns once it did (or failed
+// to: a missing binary, a permission error). Only a CREATED container can be started.
+func (c *Container) Start(ctx context.Context) error {
+	p := c.Process
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sync == nil {
+		return ErrStarted
+	}
+	defer func() {
+		_ = p.sync.Close()
+		p.sync = nil
+	}()
+	if err := writeMsg(p.sync, message{Type: msgStart}); err != nil {
+		return fmt.Errorf("start container pid %d: %w", p.Pid, err)
+	}
+	// The init's end of the socket is close-on-exec: EOF means the execve succeeded.
+	m, err := readMsg(p.dec)
+	switch {
+	case errors.Is(err, errChildGone):
+		klog.FromContext(ctx).V(2).Info("Container started", "pid", p.Pid)
+		return nil
+	case err != nil:
+		return fmt.Errorf("start container pid %d: %w", p.Pid, err)
+	case m.Type == msgError:
+		return fmt.Errorf("start container pid %d: %s", p.Pid, m.Error)
+	}
+	return fmt.Errorf("start container pid %d: unexpected %q message", p.Pid, m.Type)
+}
+
+// Delete kills the container if it still runs (SIGKILL to its PID 1 takes down its whole
+// PID namespace), reaps it, unmounts and removes its rootfs and removes its cgroup. It can
+// be called again after a partial failure.
+func (c *Container) Delete(ctx context.Context) error {
+	p := c.Process
+	select {
+	case <-p.done:
+	default:
+		if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fmt.Errorf("delete container: %w", err)
+		}
+		if _, err := p.Wait(); err != nil {
+			return fmt.Errorf("delete container: %w", err)
+		}
+	}
+	p.mu.Lock()
+	if p.sync != nil {
+		_ = p.sync.Close()
+		p.sync = nil
+	}
+	p.mu.Unlock()
+	var errs []error
+	if c.Rootfs != nil {
+		if err := RemoveRootfs(c.Rootfs.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.cgroupPath != "" {
+		if err := removeCgroup(p.cgm, p.cgroupPath); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete container pid %d: %w", p.Pid, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Container deleted", "pid", p.Pid)
+	return nil
+}
+
+// removeCgroup retries briefly: after the init is reaped, the kernel may still be tearing
+// down the other processes of the PID namespace, and rmdir fails while they are listed.
+func removeCgroup(cgm *cgroups.Manager, path string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = cgm.Remove(path); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
+}

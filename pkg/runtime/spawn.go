@@ -1,0 +1,295 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
+	"github.com/cri-mini/cri-mini/pkg/ns"
+)
+
+// Stdio are the container process's standard streams. With a terminal (spec
+// process.terminal) all three are the pty's replica side, which becomes the controlling
+// terminal. A nil stream is /dev/null.
+type Stdio struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// ExitStatus is how a process ended. Code follows the shell and CRI convention: the exit
+// code, or 128+signal when a signal killed it.
+type ExitStatus struct {
+	Code   int
+	Signal syscall.Signal // 0 unless killed by a signal
+}
+
+// Process is a spawned container init (Create) or exec'd process (Exec), a child of the
+// calling process. Its methods are safe for concurrent use.
+type Process struct {
+	Pid int
+
+	cmd  *exec.Cmd
+	sync *os.File      // nil once the process runs its own program
+	dec  *json.Decoder // reads sync
+	mu   sync.Mutex    // guards sync/dec (Start)
+	once sync.Once     // one cmd.Wait
+	exit ExitStatus    // valid after once
+	werr error         // cmd.Wait's error other than a non-zero exit
+	done chan struct{} // closed when waited
+
+	cgroupPath string
+	cgm        *cgroups.Manager
+}
+
+// spawnOptions describe one child of the binary ("init" or "exec-helper").
+type spawnOptions struct {
+	command    string
+	ns         ns.Paths
+	cloneflags uintptr
+	stdio      Stdio
+	terminal   bool
+	extra      []*os.File // passed after fdExe
+	cgroupPath string
+	cgm        *cgroups.Manager
+	config     childConfig
+}
+
+// spawn starts a sealed copy of this binary with the given subcommand from a thread in the
+// target namespaces, places it in its cgroup, then releases it by sending its config: the
+// child blocks reading the config, so it runs nothing before it is in its cgroup.
+func spawn(ctx context.Context, o spawnOptions) (_ *Process, retErr error) {
+	exe, err := sealedSelf()
+	if err != nil {
+		return nil, err
+	}
+	defer exe.Close()
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("create config pipe: %w", err)
+	}
+	defer cfgR.Close()
+	defer cfgW.Close()
+	syncP, syncC, err := syncPair()
+	if err != nil {
+		return nil, err
+	}
+	defer syncC.Close()
+	defer func() {
+		if retErr != nil {
+			_ = syncP.Close()
+		}
+	}()
+	cmd, cgfd, err := childCmd(o, []*os.File{cfgR, syncC, exe})
+	if cgfd != nil {
+		defer cgfd.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.StartIn(o.ns, cmd); err != nil {
+		return nil, fmt.Errorf("start %s: %w", o.command, err)
+	}
+	p := &Process{Pid: cmd.Process.Pid, cmd: cmd, sync: syncP, dec: json.NewDecoder(syncP),
+		done: make(chan struct{}), cgroupPath: o.cgroupPath, cgm: o.cgm}
+	defer func() {
+		if retErr != nil {
+			_ = cmd.Process.Kill()
+			_, _ = p.Wait()
+		}
+	}()
+	// The parent's copies of the child's ends must go, or EOF never arrives when it dies.
+	_ = cfgR.Close()
+	_ = syncC.Close()
+	if cgfd == nil && o.cgroupPath != "" {
+		// cgroup v1 (no clone-into-cgroup): move it while it is still blocked on its config.
+		if err := joinCgroupV1(o.cgm, o.cgroupPath, p.Pid); err != nil {
+			return nil, err
+		}
+	}
+	if err := json.NewEncoder(cfgW).Encode(o.config); err != nil {
+		return nil, fmt.Errorf("send config to %s: %w", o.command, err)
+	}
+	_ = cfgW.Close()
+	klog.FromContext(ctx).V(4).Info("Spawned child", "command", o.command, "pid", p.Pid)
+	return p, nil
+}
+
+// childCmd builds the exec.Cmd. On cgroup v2 it also returns the open cgroup directory for
+// clone3(CLONE_INTO_CGROUP), which the caller closes after the start.
+func childCmd(o spawnOptions, files []*os.File) (*exec.Cmd, *os.File, error) {
+	// Execute the sealed copy through this process's descriptor table as the child will
+	// see it after exec.Cmd has dup'ed the extra files to 3, 4, 5...
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/" + strconv.Itoa(fdExe),
+		Args:       []string{"cri-mini", o.command},
+		Env:        []string{},
+		Stdin:      o.stdio.Stdin,
+		Stdout:     o.stdio.Stdout,
+		Stderr:     o.stdio.Stderr,
+		ExtraFiles: append(files, o.extra...),
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: o.cloneflags,
+			// A session of its own: the container's signals and terminal are not ours.
+			Setsid:  true,
+			Setctty: o.terminal,
+			Ctty:    0,
+		},
+	}
+	if o.cgroupPath == "" || !o.cgm.IsV2() {
+		return cmd, nil, nil
+	}
+	dirs, err := o.cgm.Dirs(o.cgroupPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, ok := dirs[""]
+	if !ok {
+		return nil, nil, fmt.Errorf("cgroup %s has no unified directory", o.cgroupPath)
+	}
+	f, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+	}
+	cmd.SysProcAttr.UseCgroupFD = true
+	cmd.SysProcAttr.CgroupFD = int(f.Fd())
+	return cmd, f, nil
+}
+
+// waitReady waits for the child's ready message, killing the child if ctx ends first.
+func (p *Process) waitReady(ctx context.Context) error {
+	type result struct {
+		m   message
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m, err := readMsg(p.dec)
+		ch <- result{m, err}
+	}()
+	var r result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		_ = p.cmd.Process.Kill()
+		<-ch
+		return fmt.Errorf("wait for container init: %w", ctx.Err())
+	}
+	switch {
+	case errors.Is(r.err, errChildGone):
+		st, _ := p.Wait()
+		return fmt.Errorf("container init exited during setup (code %d, signal %d)", st.Code, st.Signal)
+	case r.err != nil:
+		return r.err
+	case r.m.Type == msgError:
+		return fmt.Errorf("container init: %s", r.m.Error)
+	case r.m.Type != msgReady:
+		return fmt.Errorf("container init sent %q instead of ready", r.m.Type)
+	}
+	return nil
+}
+
+// Wait waits for the process to end and returns how it ended. Every caller gets the same
+// result; the first one reaps the process.
+func (p *Process) Wait() (ExitStatus, error) {
+	p.once.Do(func() {
+		err := p.cmd.Wait()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			p.werr = fmt.Errorf("wait for pid %d: %w", p.Pid, err)
+		}
+		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+			if ws.Signaled() {
+				p.exit = ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
+			} else {
+				p.exit = ExitStatus{Code: ws.ExitStatus()}
+			}
+		}
+		close(p.done)
+	})
+	return p.exit, p.werr
+}
+
+// Exited is closed once Wait has reaped the process.
+func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// Signal sends sig to the process. It uses the process's pidfd, so a recycled PID can never
+// receive it; signalling a process that has ended returns os.ErrProcessDone.
+func (p *Process) Signal(sig syscall.Signal) error {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal pid %d with %v: %w", p.Pid, sig, err)
+	}
+	return nil
+}
+
+// Spec-derived spawn parameters shared by Create.
+func specNamespaces(s *specs.Spec) (ns.Paths, uintptr, error) {
+	var paths ns.Paths
+	var flags uintptr
+	for _, n := range s.Linux.Namespaces {
+		switch n.Type {
+		case specs.NetworkNamespace:
+			paths.Net = n.Path
+		case specs.IPCNamespace:
+			paths.IPC = n.Path
+		case specs.UTSNamespace:
+			paths.UTS = n.Path
+		case specs.PIDNamespace:
+			paths.PID = n.Path
+			if n.Path == "" {
+				flags |= unix.CLONE_NEWPID
+			}
+		case specs.MountNamespace:
+			if n.Path != "" {
+				return paths, 0, fmt.Errorf("joining an existing mount namespace is not supported")
+			}
+			flags |= unix.CLONE_NEWNS
+		case specs.CgroupNamespace:
+			flags |= unix.CLONE_NEWCGROUP
+		default:
+			return paths, 0, fmt.Errorf("namespace %q is not supported", n.Type)
+		}
+		if n.Path == "" && (n.Type == specs.NetworkNamespace || n.Type == specs.IPCNamespace || n.Type == specs.UTSNamespace) {
+			return paths, 0, fmt.Errorf("a new %s namespace per container is not supported: join the pod's", n.Type)
+		}
+	}
+	if flags&unix.CLONE_NEWNS == 0 {
+		return paths, 0, fmt.Errorf("the spec must ask for a new mount namespace")
+	}
+	return paths, flags, nil
+}
+
+// joinCgroupV1 writes pid to cgroup.procs in every hierarchy where the cgroup exists.
+// cgroups.Manager.Create skips hierarchies it sets nothing in (devices), and AddProcess
+// would fail on those; a hierarchy without the cgroup keeps the process in its parent's.
+func joinCgroupV1(cgm *cgroups.Manager, path string, pid int) error {
+	dirs, err := cgm.Dirs(path)
+	if err != nil {
+		return err
+	}
+	joined := 0
+	for _, dir := range dirs {
+		err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("add pid %d to cgroup %s: %w", pid, dir, err)
+		}
+		joined++
+	}
+	if joined == 0 {
+		return fmt.Errorf("add pid %d to cgroup %s: it exists in no hierarchy", pid, path)
+	}
+	return nil
+}
