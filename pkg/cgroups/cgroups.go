@@ -217,8 +217,20 @@ func (m *Manager) AddProcess(p string, pid int) error {
 	if err != nil {
 		return err
 	}
-	if err := mgr.AddPid("", pid); err != nil {
-		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, p, err)
+	// Write cgroup.procs only where the cgroup exists: Create skips the v1 devices hierarchy
+	// (SkipDevices), and the library's AddPid would fail with ENOENT there.
+	added := 0
+	for _, dir := range mgr.GetPaths() {
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		if err := occ.WriteCgroupProc(dir, pid); err != nil {
+			return fmt.Errorf("add pid %d to cgroup %s: %w", pid, dir, err)
+		}
+		added++
+	}
+	if added == 0 {
+		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, p, os.ErrNotExist)
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -145,5 +147,40 @@ func TestCreateUpdateRemove(t *testing.T) {
 	}
 	if err := m.Remove(root); err != nil {
 		t.Errorf("second Remove: %v", err)
+	}
+}
+
+func TestAddProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating cgroups needs root")
+	}
+	m := New()
+	p := "/cri-mini-test-" + randName(t)
+	if _, err := m.Create(p, &Resources{MemoryLimit: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if err := m.Remove(p); err != nil {
+			t.Errorf("remove %s: %v", p, err)
+		}
+	})
+	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
+		t.Fatalf("AddProcess: %v", err)
+	}
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "cgroup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), ":"+p+"\n") {
+		t.Fatalf("process is not in %s:\n%s", p, data)
+	}
+	if err := m.AddProcess("/cri-mini-test-missing-"+randName(t), cmd.Process.Pid); err == nil {
+		t.Fatal("AddProcess to a cgroup that does not exist succeeded")
 	}
 }
