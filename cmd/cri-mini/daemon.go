@@ -110,7 +110,9 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	defer d.close()
 	interceptor := cri.NewInterceptor(logger)
-	g := grpc.NewServer(interceptor.ServerOptions()...)
+	// WaitForHandlers: Stop returns only once every handler has returned, so the stores they
+	// use are never closed under them.
+	g := grpc.NewServer(append(interceptor.ServerOptions(), grpc.WaitForHandlers(true))...)
 	d.server.Register(g)
 
 	serveErr := make(chan error, 1)

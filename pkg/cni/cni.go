@@ -31,8 +31,10 @@ type Options struct {
 	BinDirs  []string // plugin binary directories, searched in order
 	CacheDir string   // libcni result cache; keep it under the daemon's root or state dir
 	IfName   string   // interface name inside the pod; default eth0
-	// StatusTimeout bounds the STATUS call made by Status; default 5s.
+	// StatusTimeout bounds one STATUS call to the plugins; default 5s.
 	StatusTimeout time.Duration
+	// StatusInterval is how often the plugins' STATUS is checked again; default 10s.
+	StatusInterval time.Duration
 }
 
 // Network is the node's pod network. It is safe for concurrent use.
@@ -45,9 +47,16 @@ type Network struct {
 	confFile string
 	loadErr  error
 	podCIDR  string
+	// The last readiness verdict. Status answers from it and never runs a plugin: kubelet
+	// polls Status and one slow plugin must not make the node NotReady.
+	ready  bool
+	reason string
 
-	watcher *fsnotify.Watcher
-	done    chan struct{}
+	watcher  *fsnotify.Watcher
+	done     chan struct{} // closed when the watch loop has ended
+	stop     chan struct{} // closed by Close to end the status loop
+	stopOnce sync.Once
+	stopped  chan struct{} // closed when the status loop has ended
 }
 
 // New loads the network config and starts watching ConfDir (created if missing) until
@@ -62,6 +71,9 @@ func New(ctx context.Context, o Options) (*Network, error) {
 	if o.StatusTimeout == 0 {
 		o.StatusTimeout = 5 * time.Second
 	}
+	if o.StatusInterval == 0 {
+		o.StatusInterval = 10 * time.Second
+	}
 	if err := os.MkdirAll(o.ConfDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create CNI conf dir %s: %w", o.ConfDir, err)
 	}
@@ -69,9 +81,11 @@ func New(ctx context.Context, o Options) (*Network, error) {
 		return nil, fmt.Errorf("create CNI cache dir %s: %w", o.CacheDir, err)
 	}
 	n := &Network{
-		opts: o,
-		cni:  libcni.NewCNIConfigWithCacheDir(o.BinDirs, o.CacheDir, nil),
-		done: make(chan struct{}),
+		opts:    o,
+		cni:     libcni.NewCNIConfigWithCacheDir(o.BinDirs, o.CacheDir, nil),
+		done:    make(chan struct{}),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -85,14 +99,59 @@ func New(ctx context.Context, o Options) (*Network, error) {
 	n.watcher = w
 	n.Reload(ctx)
 	go n.watch(klog.FromContext(ctx))
+	go n.statusLoop(klog.FromContext(ctx))
 	return n, nil
 }
 
-// Close stops watching the conf dir.
+// Close stops watching the conf dir and checking the plugins.
 func (n *Network) Close() error {
 	err := n.watcher.Close()
 	<-n.done
+	n.stopOnce.Do(func() { close(n.stop) })
+	<-n.stopped
 	return err
+}
+
+// statusLoop checks the plugins' STATUS again every StatusInterval, so a plugin that becomes
+// ready (or stops being ready) shows in Status without a config change.
+func (n *Network) statusLoop(logger klog.Logger) {
+	defer close(n.stopped)
+	ctx := klog.NewContext(context.Background(), logger)
+	t := time.NewTicker(n.opts.StatusInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+			n.refreshStatus(ctx)
+		}
+	}
+}
+
+// refreshStatus computes the readiness verdict for the loaded config and records it, unless
+// the config changed meanwhile (the newer config's own refresh wins).
+func (n *Network) refreshStatus(ctx context.Context) {
+	conf, err := n.current()
+	ready, reason := true, ""
+	if err != nil {
+		ready, reason = false, err.Error()
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, n.opts.StatusTimeout)
+		err = n.cni.GetStatusNetworkList(sctx, conf)
+		cancel()
+		if err != nil {
+			ready, reason = false, fmt.Sprintf("network %s: plugin status: %v", conf.Name, err)
+		}
+	}
+	n.mu.Lock()
+	if n.conf == conf {
+		if ready != n.ready || reason != n.reason {
+			klog.FromContext(ctx).V(2).Info("CNI network readiness changed", "ready", ready, "reason", reason)
+		}
+		n.ready, n.reason = ready, reason
+	}
+	n.mu.Unlock()
 }
 
 func (n *Network) watch(logger klog.Logger) {
@@ -123,6 +182,7 @@ func (n *Network) Reload(ctx context.Context) {
 	changed := file != n.confFile
 	n.conf, n.confFile, n.loadErr = conf, file, err
 	n.mu.Unlock()
+	n.refreshStatus(ctx)
 	if changed {
 		if err != nil {
 			logger.Info("No usable CNI network config", "dir", n.opts.ConfDir, "reason", err.Error())
@@ -195,19 +255,13 @@ func (n *Network) Name() string {
 	return n.conf.Name
 }
 
-// Status reports whether pods can be networked, and why not. With a config of version
-// 1.1.0 or later the plugins' STATUS verdict is included.
+// Status reports whether pods can be networked, and why not, from the last verdict: the
+// config load and, with a config of version 1.1.0 or later, the plugins' STATUS, checked at
+// every reload and every StatusInterval. It never runs a plugin itself.
 func (n *Network) Status(ctx context.Context) (ready bool, reason string) {
-	conf, err := n.current()
-	if err != nil {
-		return false, err.Error()
-	}
-	ctx, cancel := context.WithTimeout(ctx, n.opts.StatusTimeout)
-	defer cancel()
-	if err := n.cni.GetStatusNetworkList(ctx, conf); err != nil {
-		return false, fmt.Sprintf("network %s: plugin status: %v", conf.Name, err)
-	}
-	return true, ""
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ready, n.reason
 }
 
 // SetPodCIDR records the node's pod CIDR (from UpdateRuntimeConfig); plugins such as

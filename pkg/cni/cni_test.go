@@ -213,3 +213,63 @@ func TestSetupFailureUndoes(t *testing.T) {
 		t.Errorf("iptables rules after failed ADD = %v", got)
 	}
 }
+
+// statusPlugin writes a plugin that logs every invocation to a file and answers STATUS with
+// success, or with a CNI error when the file "<bin>/down" exists.
+func statusPlugin(t *testing.T) (binDir, calls string) {
+	t.Helper()
+	binDir = t.TempDir()
+	calls = filepath.Join(binDir, "calls")
+	script := `#!/bin/sh
+echo "$CNI_COMMAND" >> ` + calls + `
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}' ;;
+STATUS)
+	if [ -e ` + filepath.Join(binDir, "down") + ` ]; then
+		echo '{"cniVersion":"1.1.0","code":50,"msg":"plugin is down"}'
+		exit 1
+	fi ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(binDir, "statusprobe"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return binDir, calls
+}
+
+func TestStatusAnswersFromTheLastVerdict(t *testing.T) {
+	bin, calls := statusPlugin(t)
+	dir := t.TempDir()
+	conf := `{"cniVersion":"1.1.0","name":"probe","plugins":[{"type":"statusprobe"}]}`
+	if err := os.WriteFile(filepath.Join(dir, "10-probe.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cni.New(context.Background(), cni.Options{ConfDir: dir, BinDirs: []string{bin}, CacheDir: t.TempDir(), StatusInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	if ready, reason := n.Status(context.Background()); !ready {
+		t.Fatalf("not ready after load: %s", reason)
+	}
+	before, _ := os.ReadFile(calls)
+	if !strings.Contains(string(before), "STATUS") {
+		t.Fatalf("the plugins' STATUS was never checked; calls:\n%s", before)
+	}
+	for i := 0; i < 20; i++ {
+		n.Status(context.Background())
+	}
+	after, _ := os.ReadFile(calls)
+	if string(after) != string(before) {
+		t.Fatalf("Status ran plugins: calls went from\n%s\nto\n%s", before, after)
+	}
+
+	// A plugin that reports itself down shows at the next check (here: a reload).
+	if err := os.WriteFile(filepath.Join(bin, "down"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.Reload(context.Background())
+	if ready, reason := n.Status(context.Background()); ready || !strings.Contains(reason, "plugin is down") {
+		t.Fatalf("Status = %v, %q; want not ready naming the plugin's message", ready, reason)
+	}
+}

@@ -134,7 +134,11 @@ func (m *Manager) recover(ctx context.Context) error {
 		switch {
 		case r.State == StateCreating:
 			logger.Info("Cleaning up sandbox whose creation was interrupted", "podSandboxID", r.ID)
-			if err := m.teardown(ctx, &r); err != nil {
+			// Bounded: one hung plugin must not keep the daemon from ever serving.
+			tctx, cancel := context.WithTimeout(ctx, m.o.CleanupTimeout)
+			err := m.teardown(tctx, &r)
+			cancel()
+			if err != nil {
 				logger.Error(err, "Cleaning up interrupted sandbox; keeping it NOTREADY for Remove", "podSandboxID", r.ID)
 				r.State = StateNotReady
 				if err := m.put(&r); err != nil {

@@ -46,6 +46,9 @@ cleanup() {
 	local rc=$?
 	set +e
 	if [[ -n $daemon_pid ]]; then
+		# Pods that failed specs left behind: remove them through the daemon so that CNI DEL
+		# releases their IPs and iptables rules.
+		CONTAINER_RUNTIME_ENDPOINT="unix://$work/c.sock" "$bin/crictl" rmp -fa >/dev/null 2>&1
 		kill -TERM "$daemon_pid" 2>/dev/null
 		wait "$daemon_pid" 2>/dev/null
 	fi
@@ -85,7 +88,9 @@ done
 
 # The network: a bridge and subnet that only this harness uses.
 mkdir -p "$work/net.d"
+# host-local keeps its leases in the work dir, so nothing of a run outlives it.
 sed -e "s/\"cri-mini0\"/\"$bridge\"/" -e "s#10.88.0.0/16#$subnet#" -e 's/"cri-mini"/"critest"/' \
+	-e "s#\"type\": \"host-local\",#\"type\": \"host-local\", \"dataDir\": \"$work/ipam\",#" \
 	hack/cni/10-cri-mini.conflist >"$work/net.d/10-critest.conflist"
 
 cat >"$work/config.toml" <<TOML
