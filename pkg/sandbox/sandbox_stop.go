@@ -27,6 +27,13 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) error {
 	r := e.get()
 	logger := klog.FromContext(ctx).WithValues("podSandboxID", r.ID, "pod", klog.KRef(r.Config.Namespace, r.Config.Name))
 	ctx = klog.NewContext(ctx, logger)
+	// NOTREADY first: a pod being stopped is not ready even when a later step fails, and
+	// kubelet must not keep seeing READY while it retries.
+	if r.State != StateNotReady {
+		if err := m.update(e, func(r *record) { r.State = StateNotReady }); err != nil {
+			return err
+		}
+	}
 	if h := m.o.Hooks.StopContainers; h != nil {
 		if err := h(ctx, r.ID); err != nil {
 			return fmt.Errorf("stop containers of sandbox %s: %w", r.ID, err)
@@ -35,11 +42,6 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) error {
 	if h := m.o.Hooks.StopPodInit; h != nil && r.Config.PIDMode == ModePod {
 		if err := h(ctx, r.ID); err != nil {
 			return fmt.Errorf("stop pod init of sandbox %s: %w", r.ID, err)
-		}
-	}
-	if r.State != StateNotReady {
-		if err := m.update(e, func(r *record) { r.State = StateNotReady }); err != nil {
-			return err
 		}
 	}
 	var errs []error

@@ -527,3 +527,38 @@ func BenchmarkRunStopRemove(b *testing.B) {
 		}
 	}
 }
+
+func TestStopMarksNotReadyWhenContainersFailToStop(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	fail := true
+	opts := e.opts
+	opts.Hooks.StopContainers = func(context.Context, string) error {
+		if fail {
+			return errors.New("injected container stop failure")
+		}
+		return nil
+	}
+	m, err := sandbox.NewManager(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := m.Run(ctx, podConfig(7, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whatever fails below, the pod's network and mounts must not outlive the test.
+	t.Cleanup(func() { fail = false; _ = m.Remove(ctx, sb.ID) })
+	if err := m.Stop(ctx, sb.ID); err == nil || !strings.Contains(err.Error(), "injected container stop failure") {
+		t.Fatalf("Stop err = %v, want the hook's failure", err)
+	}
+	got, err := m.Get(sb.ID)
+	if err != nil || got.State != sandbox.StateNotReady {
+		t.Fatalf("after a failed Stop: %+v, %v; want NOTREADY", got, err)
+	}
+	fail = false
+	if err := m.Remove(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.checkClean(t, []string{sb.ID})
+}
