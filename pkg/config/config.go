@@ -182,6 +182,10 @@ func (c *Config) Validate() error {
 		{"listen", c.Listen}, {"root", c.Root}, {"state", c.State},
 		{"cni.conf_dir", c.CNI.ConfDir}, {"registry.config_path", c.Registry.ConfigPath},
 	} {
+		// An empty registry.config_path turns per-host configuration off.
+		if p.key == "registry.config_path" && p.val == "" {
+			continue
+		}
 		if !filepath.IsAbs(p.val) {
 			bad(p.key, "must be an absolute path, got %q", p.val)
 		}

@@ -101,6 +101,8 @@ func TestValidate(t *testing.T) {
 		{"tls half set", func(c *Config) { c.Streaming.TLSCert = "/c.pem" }, "streaming.tls_cert:"},
 		{"metrics bad", func(c *Config) { c.Metrics.Address = "nohost" }, "metrics.address:"},
 		{"metrics on", func(c *Config) { c.Metrics.Address = "127.0.0.1:9090" }, ""},
+		{"no registry host config", func(c *Config) { c.Registry.ConfigPath = "" }, ""},
+		{"relative registry config", func(c *Config) { c.Registry.ConfigPath = "certs.d" }, "registry.config_path:"},
 		{"tiny shm", func(c *Config) { c.Sandbox.ShmSize = 1 }, "sandbox.shm_size:"},
 	}
 	for _, tt := range tests {

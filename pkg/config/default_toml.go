@@ -29,6 +29,7 @@ bin_dirs = ["/opt/cni/bin"]
 [registry]
 # Per-registry host configuration in containerd's layout: <config_path>/<host>/hosts.toml
 # (mirrors, plain HTTP, CA files, skip_verify). Existing containerd files work unchanged.
+# Empty turns per-host configuration off.
 config_path = "/etc/cri-mini/certs.d"
 # Layers one pull downloads at the same time.
 max_concurrent_downloads = 3
