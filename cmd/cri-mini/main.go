@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/cri-mini/cri-mini/pkg/container"
+	"github.com/cri-mini/cri-mini/pkg/monitor"
 	ctrruntime "github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
@@ -36,6 +38,8 @@ func run(args []string) int {
 	switch cmd {
 	case "", "daemon":
 		return runDaemon(args)
+	case "monitor": // the per-pod monitor, started by the container manager
+		return monitor.Main(args, &container.Spawner{})
 	case ctrruntime.InitCommand: // container init, started by the runtime's Create
 		return ctrruntime.InitMain()
 	case ctrruntime.ExecHelperCommand: // joins a running container, started by Exec

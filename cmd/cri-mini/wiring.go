@@ -10,6 +10,7 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/cni"
 	"github.com/cri-mini/cri-mini/pkg/config"
+	"github.com/cri-mini/cri-mini/pkg/container"
 	"github.com/cri-mini/cri-mini/pkg/cri"
 	"github.com/cri-mini/cri-mini/pkg/image"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
@@ -21,6 +22,7 @@ type daemon struct {
 	db     *store.DB
 	cni    *cni.Network
 	pods   *sandbox.Manager
+	ctrs   *container.Manager
 	images *image.Service
 	admin  *adminServer
 	server *cri.Server
@@ -58,23 +60,48 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		return nil, fmt.Errorf("set up pod network: %w", err)
 	}
 	// NewManager recovers the sandboxes of the previous run and garbage-collects CNI
-	// attachments of sandboxes that no longer exist.
+	// attachments of sandboxes that no longer exist. Its hooks reach the container
+	// manager, which is built after it (it needs the sandboxes): they only run on RPCs,
+	// once both exist.
+	cgm := cgroups.New()
 	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
 		StateDir: cfg.State,
 		RootDir:  cfg.Root,
 		DB:       d.db,
 		CNI:      d.cni,
-		Cgroups:  cgroups.New(),
+		Cgroups:  cgm,
 		ShmSize:  cfg.Sandbox.ShmSize,
+		Hooks: sandbox.Hooks{
+			StopContainers: func(ctx context.Context, id string) error {
+				return d.ctrs.StopPod(ctx, id)
+			},
+			RemoveContainers: func(ctx context.Context, id string) error {
+				return d.ctrs.RemovePod(ctx, id)
+			},
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load pod sandboxes: %w", err)
 	}
-	// No container manager exists yet, so no image is in use; the container manager's
-	// "is this image used by a container" query plugs in here.
-	d.images, err = openImages(ctx, cfg, d.db, func(string) bool { return false })
+	// Likewise the image store asks the container manager whether an image is in use.
+	d.images, err = openImages(ctx, cfg, d.db, func(id string) bool {
+		return d.ctrs != nil && d.ctrs.ImageInUse(id)
+	})
 	if err != nil {
 		return nil, err
+	}
+	d.ctrs, err = container.NewManager(ctx, container.Options{
+		DB:            d.db,
+		Sandboxes:     d.pods,
+		Images:        d.images,
+		Cgroups:       cgm,
+		RootDir:       filepath.Join(cfg.Root, "containers"),
+		StateDir:      filepath.Join(cfg.State, "mon"), // short: monitor sockets live below
+		MonitorLogDir: filepath.Join(cfg.State, "monitor-logs"),
+		MonitorCgroup: "/cri-mini-monitors",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load containers: %w", err)
 	}
 	d.admin, err = startAdmin(ctx, adminSocketPath(cfg), d.images)
 	if err != nil {
@@ -87,6 +114,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		Sandboxes:  d.pods,
 		PodNetwork: d.cni,
 		Images:     d.images,
+		Containers: d.ctrs,
 	})
 	return d, nil
 }
@@ -98,6 +126,9 @@ func (d *daemon) close() error {
 		errs = append(errs, d.admin.close())
 	}
 	// Pods are left alone: their namespaces and monitors outlive the daemon.
+	if d.ctrs != nil {
+		d.ctrs.Close()
+	}
 	if d.cni != nil {
 		errs = append(errs, d.cni.Close())
 	}

@@ -34,6 +34,8 @@ type Options struct {
 	PodNetwork PodNetwork
 	// Images is the image store behind the ImageService RPCs.
 	Images ImageService
+	// Containers runs the containers behind the Container RPCs.
+	Containers ContainerManager
 }
 
 // Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet

@@ -1,0 +1,329 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/image"
+	"github.com/cri-mini/cri-mini/pkg/monitor"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
+	"github.com/cri-mini/cri-mini/pkg/sandbox"
+	"github.com/cri-mini/cri-mini/pkg/store"
+)
+
+// Create creates a container in the pod: rootfs overlay over the image's layers, cgroup
+// leaf under the pod cgroup, the OCI spec, and the process (held before its command) in
+// the pod's monitor. The container is visible to Get and List only once it is CREATED; on
+// any error everything done is undone with a context of its own and the name is released.
+func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Container, retErr error) {
+	logger := klog.FromContext(ctx)
+	if cfg.Name == "" {
+		return nil, fmt.Errorf("container name: empty: %w", store.ErrInvalidArgument)
+	}
+	if cfg.Image == "" {
+		return nil, fmt.Errorf("container image: empty: %w", store.ErrInvalidArgument)
+	}
+	sb, err := m.o.Sandboxes.Get(podID)
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox %s: %w", podID, err)
+	}
+	if sb.State != sandbox.StateReady {
+		return nil, fmt.Errorf("pod sandbox %s is %s, not ready: %w", sb.ID, sb.State, store.ErrFailedPrecondition)
+	}
+	img, err := m.o.Images.Get(cfg.Image)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", cfg.Image, err)
+	}
+	stopSig, err := parseSignal(img.Config.StopSignal)
+	if err != nil {
+		return nil, fmt.Errorf("stop signal of image %s: %w", cfg.Image, err)
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	key := nameKey(sb.ID, cfg.Name, cfg.Attempt)
+	if err := m.reserve(key, id); err != nil {
+		return nil, err
+	}
+	var undo []func(context.Context) error
+	recorded := false
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.o.CleanupTimeout)
+		defer cancel()
+		failed := false
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](cctx); err != nil {
+				failed = true
+				logger.Error(err, "Undoing failed container create", "containerID", id)
+			}
+		}
+		// The CREATING record is what lets the next start-up finish an undo that failed
+		// (a busy mount); it goes only when everything it describes is gone.
+		if recorded && !failed {
+			if err := m.deleteRecord(id); err != nil {
+				logger.Error(err, "Undoing failed container create", "containerID", id)
+			}
+		}
+		m.release(key, id)
+	}()
+
+	c := Container{
+		ID: id, PodSandboxID: sb.ID, Config: cfg, State: StateCreating, CreatedAt: time.Now(),
+		ImageID: img.ID, ImageRef: imageRef(img), StopSignal: int(stopSig),
+		RootfsDir: filepath.Join(m.o.RootDir, id), MonitorDir: m.monitorDir(sb.ID),
+	}
+	if sb.Config.LogDir != "" && cfg.LogPath != "" {
+		c.LogPath = filepath.Join(sb.Config.LogDir, cfg.LogPath)
+	}
+	if sb.CgroupParent != "" {
+		c.CgroupPath = path.Join(sb.CgroupParent, id)
+	}
+	// The record comes first: if the daemon dies below, start-up finds CREATING and undoes
+	// whatever side effects exist.
+	if err := m.put(&c); err != nil {
+		return nil, err
+	}
+	recorded = true
+	undo = append(undo, func(context.Context) error { return m.releaseResources(&c) })
+
+	spec, err := m.prepare(ctx, sb, img, &c)
+	if err != nil {
+		return nil, err
+	}
+	c.Spec = spec
+	if c.LogPath != "" {
+		// kubelet creates the pod's log directory; a container log path may add a level.
+		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
+			return nil, fmt.Errorf("create log directory of container %s: %w", id, err)
+		}
+	}
+	raw, err := json.Marshal(SpawnConfig{Spec: spec})
+	if err != nil {
+		return nil, fmt.Errorf("encode spawn config of container %s: %w", id, err)
+	}
+	cl, _, err := m.monitorClient(ctx, sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := cl.Create(ctx, id, monitor.CreateOptions{LogPath: c.LogPath, TTY: cfg.TTY, Stdin: cfg.Stdin, Config: raw})
+	if err != nil {
+		return nil, fmt.Errorf("create container %s in monitor: %w", id, err)
+	}
+	undo = append(undo, func(ctx context.Context) error { return m.monitorRemove(ctx, &c) })
+	c.Pid = st.Pid
+	c.State = StateCreated
+	if err := m.put(&c); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.byID[id] = &entry{rec: c}
+	m.mu.Unlock()
+	logger.V(2).Info("Container created", "containerID", id, "podSandboxID", sb.ID, "image", cfg.Image, "pid", st.Pid)
+	out := c
+	return &out, nil
+}
+
+// prepare mounts the rootfs, resolves the user, creates the cgroup and builds the spec.
+// Its side effects are undone by releaseResources.
+func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.Image, c *Container) (*specs.Spec, error) {
+	base, dirs, err := m.o.Images.LowerDirs(img.ID)
+	if err != nil {
+		return nil, fmt.Errorf("layers of image %s: %w", img.ID, err)
+	}
+	rootfs, err := runtime.MountRootfs(base, dirs, c.RootfsDir)
+	if err != nil {
+		return nil, fmt.Errorf("mount rootfs of container %s: %w", c.ID, err)
+	}
+	user, err := runtime.ResolveUser(rootfs.Path, userSpec(c.Config, img.Config.User), c.Config.SupplementalGroups)
+	if err != nil {
+		return nil, fmt.Errorf("resolve user of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
+	}
+	if c.CgroupPath != "" {
+		if _, err := m.o.Cgroups.Create(c.CgroupPath, c.Config.Resources); err != nil {
+			return nil, fmt.Errorf("create cgroup of container %s: %w", c.ID, err)
+		}
+	}
+	cfg := c.Config
+	spec, err := runtime.BuildSpec(runtime.SpecOptions{
+		Image: runtime.ImageConfig{
+			Env: img.Config.Env, Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
+			WorkingDir: img.Config.WorkingDir, User: img.Config.User,
+		},
+		Container: runtime.ContainerConfig{
+			Command: cfg.Command, Args: cfg.Args, Env: cfg.Env, WorkingDir: cfg.WorkingDir,
+			Mounts: cfg.Mounts, Devices: cfg.Devices, TTY: cfg.TTY,
+		},
+		Sandbox: runtime.SandboxPaths{
+			NetNS: sb.NetNSPath, IPCNS: sb.IPCNSPath, UTSNS: sb.UTSNSPath,
+			ResolvConf: sb.ResolvConfPath, Hosts: sb.HostsPath, HostnameFile: sb.HostnamePath,
+			Shm: sb.ShmPath,
+		},
+		Hostname:    sb.Hostname,
+		Rootfs:      rootfs.Path,
+		CgroupsPath: c.CgroupPath,
+		User:        user,
+		CgroupNS:    m.o.Cgroups.IsV2(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
+	}
+	return spec, nil
+}
+
+// userSpec is the user the container runs as, in ResolveUser's syntax.
+func userSpec(cfg Config, imageUser string) string {
+	var u string
+	switch {
+	case cfg.RunAsUsername != "":
+		u = cfg.RunAsUsername
+	case cfg.RunAsUser != nil:
+		u = strconv.FormatInt(*cfg.RunAsUser, 10)
+	default:
+		return imageUser
+	}
+	if cfg.RunAsGroup != nil {
+		u += ":" + strconv.FormatInt(*cfg.RunAsGroup, 10)
+	}
+	return u
+}
+
+// imageRef is what ContainerStatus reports as image_ref: a repo digest when the image
+// has one, else its ID.
+func imageRef(img *image.Image) string {
+	if len(img.RepoDigests) > 0 {
+		return img.RepoDigests[0]
+	}
+	return img.ID
+}
+
+// parseSignal parses an image's StopSignal ("SIGTERM", "TERM", "15"); empty is SIGTERM.
+func parseSignal(s string) (syscall.Signal, error) {
+	if s == "" {
+		return syscall.SIGTERM, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("signal %d out of range", n)
+		}
+		return syscall.Signal(n), nil
+	}
+	name := s
+	if len(name) < 3 || name[:3] != "SIG" {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
+}
+
+func (m *Manager) reserve(key, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if other, ok := m.names[key]; ok {
+		return fmt.Errorf("container name %s is reserved for %s: %w", key, other, store.ErrAlreadyExists)
+	}
+	m.names[key] = id
+	return nil
+}
+
+func (m *Manager) release(key, id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.names[key] == id {
+		delete(m.names, key)
+	}
+}
+
+func (m *Manager) deleteRecord(id string) error {
+	if err := m.o.DB.Update(func(tx *store.Tx) error { return tx.Delete(bucket, id) }); err != nil {
+		return fmt.Errorf("delete record of container %s: %w", id, err)
+	}
+	return nil
+}
+
+// releaseResources unmounts and removes the rootfs and removes the cgroup; both steps are
+// idempotent.
+func (m *Manager) releaseResources(c *Container) error {
+	var errs []error
+	if err := runtime.RemoveRootfs(c.RootfsDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove rootfs of container %s: %w", c.ID, err))
+	}
+	if c.CgroupPath != "" {
+		if err := m.removeCgroup(c.CgroupPath); err != nil {
+			errs = append(errs, fmt.Errorf("remove cgroup of container %s: %w", c.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroup retries briefly: right after the init is reaped the kernel may still list
+// the other processes of its PID namespace, and rmdir fails while it does.
+func (m *Manager) removeCgroup(p string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if !m.o.Cgroups.Exists(p) {
+			return nil
+		}
+		if err = m.o.Cgroups.Remove(p); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
+}
+
+// monitorRemove makes the pod's monitor forget the container (killing it if it never
+// started). A monitor that is gone or does not know it is fine.
+func (m *Manager) monitorRemove(ctx context.Context, c *Container) error {
+	cl := m.existingClient(c.PodSandboxID)
+	if cl == nil {
+		return nil
+	}
+	if err := cl.Remove(ctx, c.ID); err != nil && !errors.Is(err, monitor.ErrNotFound) && !errors.Is(err, monitor.ErrShuttingDown) {
+		return fmt.Errorf("remove container %s from monitor: %w", c.ID, err)
+	}
+	return nil
+}
+
+// cleanupCreating undoes a create the daemon did not finish.
+func (m *Manager) cleanupCreating(ctx context.Context, c *Container) error {
+	if st := m.reconnectOne(ctx, c); st {
+		_ = m.monitorRemove(ctx, c)
+	}
+	if err := m.releaseResources(c); err != nil {
+		return err
+	}
+	return m.deleteRecord(c.ID)
+}
+
+// reconnectOne makes sure the pod's monitor client exists if its monitor still runs.
+func (m *Manager) reconnectOne(ctx context.Context, c *Container) bool {
+	if m.existingClient(c.PodSandboxID) != nil {
+		return true
+	}
+	m.mu.RLock()
+	_, known := m.pods[c.PodSandboxID]
+	m.mu.RUnlock()
+	if known {
+		return false
+	}
+	states := m.reconnect(ctx, c.PodSandboxID, c.MonitorDir)
+	return states != nil
+}

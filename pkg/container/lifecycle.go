@@ -1,0 +1,218 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/monitor"
+	"github.com/cri-mini/cri-mini/pkg/store"
+)
+
+// killWait bounds the wait for a container to die after SIGKILL; the kernel tears a PID
+// namespace down quickly unless a process is stuck in uninterruptible sleep.
+const killWait = 30 * time.Second
+
+// Start lets a CREATED container run its command.
+func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
+	e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	c := e.get()
+	if c.State != StateCreated {
+		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, store.ErrFailedPrecondition)
+	}
+	cl, _, err := m.monitorClient(ctx, c.PodSandboxID)
+	if err != nil {
+		return err
+	}
+	st, err := cl.Start(ctx, c.ID)
+	if err != nil {
+		// A command that cannot run (missing binary) leaves an exited container, as the
+		// CRI expects: its init exits at once, and the monitor's record says how.
+		if st, werr := m.waitExit(ctx, c, 2*time.Second); werr == nil {
+			if merr := m.markExited(ctx, e, st.Exit); merr != nil {
+				klog.FromContext(ctx).Error(merr, "Recording container exit", "containerID", c.ID)
+			}
+		}
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	c.State, c.Pid, c.StartedAt = StateRunning, st.Pid, time.Now()
+	if err := m.put(&c); err != nil {
+		return err
+	}
+	e.set(c)
+	if st.Status == monitor.StatusExited {
+		if err := m.markExited(ctx, e, st.Exit); err != nil {
+			return err
+		}
+	} else {
+		m.watch(c)
+	}
+	klog.FromContext(ctx).V(2).Info("Container started", "containerID", c.ID, "pid", st.Pid)
+	return nil
+}
+
+// Stop sends the image's stop signal, then SIGKILL after timeout, and returns when the
+// container's process is gone. Stopping an exited or unknown container succeeds (the CRI
+// layer maps the NotFound error to OK).
+func (m *Manager) Stop(ctx context.Context, idOrPrefix string, timeout time.Duration) error {
+	e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	return m.stopLocked(ctx, e, timeout)
+}
+
+func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duration) error {
+	c := e.get()
+	if c.State == StateExited {
+		return nil
+	}
+	logger := klog.FromContext(ctx)
+	cl := m.existingClient(c.PodSandboxID)
+	if cl == nil {
+		// No monitor: nothing can be running; the exit record (if any) tells how it ended.
+		m.exitFromDisk(ctx, e)
+		return nil
+	}
+	sig := syscall.Signal(c.StopSignal)
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	if c.State == StateCreated || timeout <= 0 {
+		sig = syscall.SIGKILL
+	}
+	if _, err := cl.Signal(ctx, c.ID, sig); err != nil {
+		if errors.Is(err, monitor.ErrNotFound) {
+			m.exitFromDisk(ctx, e)
+			return nil
+		}
+		return fmt.Errorf("stop container %s: signal %v: %w", c.ID, sig, err)
+	}
+	logger.V(2).Info("Stopping container", "containerID", c.ID, "signal", sig.String(), "timeout", timeout)
+	if sig != syscall.SIGKILL {
+		st, err := m.waitExit(ctx, c, timeout)
+		if err == nil {
+			return m.markExited(ctx, e, st.Exit)
+		}
+		if !errors.Is(err, monitor.ErrTimeout) {
+			return fmt.Errorf("stop container %s: %w", c.ID, err)
+		}
+		if _, err := cl.Signal(ctx, c.ID, syscall.SIGKILL); err != nil && !errors.Is(err, monitor.ErrNotFound) {
+			return fmt.Errorf("stop container %s: SIGKILL: %w", c.ID, err)
+		}
+	}
+	st, err := m.waitExit(ctx, c, killWait)
+	if err != nil {
+		return fmt.Errorf("stop container %s: wait after SIGKILL: %w", c.ID, err)
+	}
+	return m.markExited(ctx, e, st.Exit)
+}
+
+// waitExit waits on a connection of its own (a client sends one request at a time).
+func (m *Manager) waitExit(ctx context.Context, c Container, d time.Duration) (monitor.ContainerState, error) {
+	cl, err := monitor.Dial(ctx, monitor.SocketPath(c.MonitorDir))
+	if err != nil {
+		return monitor.ContainerState{}, fmt.Errorf("connect to monitor: %w", err)
+	}
+	defer cl.Close()
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	st, err := cl.Wait(wctx, c.ID)
+	if err == nil && st.Status != monitor.StatusExited {
+		return st, fmt.Errorf("container %s still %s: %w", c.ID, st.Status, monitor.ErrTimeout)
+	}
+	return st, err
+}
+
+// Remove stops the container if needed and removes its process from the monitor, its
+// rootfs, cgroup, record and name. Removing an unknown container returns an error wrapping
+// store.ErrNotFound (the CRI layer answers OK for it).
+func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
+	e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return err
+	}
+	e.op.Lock()
+	defer e.op.Unlock()
+	c := e.get()
+	if err := m.stopLocked(ctx, e, 0); err != nil {
+		return err
+	}
+	if err := m.monitorRemove(ctx, &c); err != nil {
+		return err
+	}
+	if err := m.releaseResources(&c); err != nil {
+		return err
+	}
+	if err := m.deleteRecord(c.ID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.byID, c.ID)
+	if key := nameKey(c.PodSandboxID, c.Config.Name, c.Config.Attempt); m.names[key] == c.ID {
+		delete(m.names, key)
+	}
+	m.mu.Unlock()
+	klog.FromContext(ctx).V(2).Info("Container removed", "containerID", c.ID)
+	return nil
+}
+
+// StopPod stops every container of the pod right away (the sandbox manager's
+// StopContainers hook; kubelet stops containers with their grace period before it stops
+// the pod).
+func (m *Manager) StopPod(ctx context.Context, podID string) error {
+	var errs []error
+	for _, id := range m.containersOf(podID) {
+		if err := m.Stop(ctx, id, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemovePod removes every container of the pod and shuts its monitor down (the sandbox
+// manager's RemoveContainers hook).
+func (m *Manager) RemovePod(ctx context.Context, podID string) error {
+	var errs []error
+	for _, id := range m.containersOf(podID) {
+		if err := m.Remove(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return m.shutdownMonitor(ctx, podID)
+}
+
+// ReopenLog makes the monitor open the container's log file anew (kubelet renamed the old
+// one to rotate it). Only a running container has a log being written.
+func (m *Manager) ReopenLog(ctx context.Context, idOrPrefix string) error {
+	e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return err
+	}
+	c := e.get()
+	if c.State != StateRunning {
+		return fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, store.ErrFailedPrecondition)
+	}
+	cl := m.existingClient(c.PodSandboxID)
+	if cl == nil {
+		return fmt.Errorf("container %s: its pod's monitor is not connected: %w", c.ID, store.ErrFailedPrecondition)
+	}
+	if err := cl.ReopenLog(ctx, c.ID); err != nil {
+		return fmt.Errorf("reopen log of container %s: %w", c.ID, err)
+	}
+	return nil
+}

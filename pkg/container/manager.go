@@ -1,0 +1,383 @@
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
+	"github.com/cri-mini/cri-mini/pkg/image"
+	"github.com/cri-mini/cri-mini/pkg/monitor"
+	"github.com/cri-mini/cri-mini/pkg/sandbox"
+	"github.com/cri-mini/cri-mini/pkg/store"
+)
+
+const bucket = "containers"
+
+// Sandboxes is the part of the sandbox manager containers need; *sandbox.Manager is one.
+type Sandboxes interface {
+	Get(idOrPrefix string) (*sandbox.Sandbox, error)
+}
+
+// Images is the part of the image store containers need; *image.Service is one.
+type Images interface {
+	Get(ref string) (*image.Image, error)
+	LowerDirs(id string) (base string, dirs []string, err error)
+}
+
+// Options configure a Manager.
+type Options struct {
+	DB        *store.DB
+	Sandboxes Sandboxes
+	Images    Images
+	// Cgroups manages the containers' cgroups; nil means cgroups.New().
+	Cgroups *cgroups.Manager
+	// RootDir holds the containers' writable layers (RootDir/<id>/{upper,work,rootfs}).
+	RootDir string
+	// StateDir holds the monitors' directories (StateDir/<pod id>), volatile.
+	StateDir string
+	// MonitorExe and MonitorArgs start a monitor (see monitor.LaunchOptions); empty means
+	// this executable's "monitor" subcommand.
+	MonitorExe  string
+	MonitorArgs []string
+	// MonitorCgroup, when set, is the cgroup (created if missing, shared by all monitors)
+	// the monitors are moved into, so that they are not in the daemon's: a restart of the
+	// daemon's service kills everything in its cgroup, and monitors must outlive it.
+	MonitorCgroup string
+	// MonitorLogDir receives each monitor's stderr as <pod id>.log; empty discards it.
+	MonitorLogDir string
+	// CleanupTimeout bounds each undo step run after a failure; default 1 minute.
+	CleanupTimeout time.Duration
+}
+
+// Manager owns every container of the node. It is safe for concurrent use.
+type Manager struct {
+	o Options
+
+	mu    sync.RWMutex
+	byID  map[string]*entry
+	names map[string]string // nameKey → container ID, including containers being created
+	pods  map[string]*pod   // pod sandbox ID → its monitor
+
+	// ctx ends the background watchers when the manager closes.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type entry struct {
+	op sync.Mutex   // serialises Start/Stop/Remove of this container
+	ex sync.Mutex   // serialises recording the exit (the watcher and Stop both may)
+	mu sync.RWMutex // guards rec
+	// rec is replaced, never mutated in place, so a reader's copy stays consistent.
+	rec Container
+}
+
+func (e *entry) get() Container {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.rec
+}
+
+func (e *entry) set(c Container) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.rec = c
+}
+
+// NewManager loads the container records and reconciles them with the monitors: a
+// container its monitor reports running is RUNNING; one with an exit record is EXITED with
+// its code; one that neither knows is EXITED 255 "Unknown". Records of interrupted creates
+// are cleaned up.
+func NewManager(ctx context.Context, o Options) (*Manager, error) {
+	if o.DB == nil || o.Sandboxes == nil || o.Images == nil || o.RootDir == "" || o.StateDir == "" {
+		return nil, fmt.Errorf("container manager: database, sandboxes, images, root and state dirs are required")
+	}
+	if o.Cgroups == nil {
+		o.Cgroups = cgroups.New()
+	}
+	if o.CleanupTimeout == 0 {
+		o.CleanupTimeout = time.Minute
+	}
+	m := &Manager{o: o, byID: map[string]*entry{}, names: map[string]string{}, pods: map[string]*pod{}}
+	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := m.recover(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Close stops the background watchers and closes the monitor connections. Containers and
+// monitors keep running: they outlive the daemon.
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.pods {
+		p.close()
+	}
+}
+
+func newID() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate container ID: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// put stores c in one transaction.
+func (m *Manager) put(c *Container) error {
+	if err := m.o.DB.Update(func(tx *store.Tx) error { return tx.Put(bucket, c.ID, c) }); err != nil {
+		return fmt.Errorf("store container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// lookup resolves a full ID or unique prefix to its entry.
+func (m *Manager) lookup(idOrPrefix string) (*entry, error) {
+	if idOrPrefix == "" {
+		return nil, fmt.Errorf("container ID: empty: %w", store.ErrInvalidArgument)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if e, ok := m.byID[idOrPrefix]; ok {
+		return e, nil
+	}
+	var found *entry
+	for id, e := range m.byID {
+		if strings.HasPrefix(id, idOrPrefix) {
+			if found != nil {
+				return nil, fmt.Errorf("container ID prefix %q is ambiguous: %w", idOrPrefix, store.ErrNotFound)
+			}
+			found = e
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %s: %w", idOrPrefix, store.ErrNotFound)
+	}
+	return found, nil
+}
+
+// Get returns a copy of the container with the given ID or unique ID prefix, from memory.
+func (m *Manager) Get(idOrPrefix string) (*Container, error) {
+	e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return nil, err
+	}
+	c := e.get()
+	return &c, nil
+}
+
+// List returns copies of all containers, oldest first, from memory.
+func (m *Manager) List() []*Container {
+	m.mu.RLock()
+	out := make([]*Container, 0, len(m.byID))
+	for _, e := range m.byID {
+		c := e.get()
+		out = append(out, &c)
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// ImageInUse reports whether a container (in any state) uses the image: it keeps the
+// image's layers mounted as its rootfs.
+func (m *Manager) ImageInUse(imageID string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, e := range m.byID {
+		if e.get().ImageID == imageID {
+			return true
+		}
+	}
+	return false
+}
+
+// containersOf returns the IDs of the pod's containers.
+func (m *Manager) containersOf(podID string) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var ids []string
+	for id, e := range m.byID {
+		if e.get().PodSandboxID == podID {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// monitorDirIDLen is how much of the pod ID names its monitor dir: the socket path inside
+// must fit in sun_path (108 bytes), and 80 bits of a random ID do not collide.
+const monitorDirIDLen = 20
+
+// monitorDir is the state directory of the pod's monitor. Records keep the path they were
+// created with, so changing the scheme never loses a running monitor.
+func (m *Manager) monitorDir(podID string) string {
+	return filepath.Join(m.o.StateDir, podID[:min(len(podID), monitorDirIDLen)])
+}
+
+// exitedFrom returns c marked EXITED according to rec (nil: unknown exit).
+func exitedFrom(c Container, rec *monitor.ExitRecord) Container {
+	c.State = StateExited
+	if rec == nil {
+		c.ExitCode = unknownExitCode
+		c.Reason = ReasonUnknown
+		c.Message = "the container's exit was not recorded"
+		if c.FinishedAt.IsZero() {
+			c.FinishedAt = time.Now()
+		}
+		return c
+	}
+	c.ExitCode = int32(rec.ExitCode)
+	c.FinishedAt = rec.FinishedAt
+	switch {
+	case rec.OOMKilled:
+		c.Reason = ReasonOOMKilled
+	case rec.ExitCode == 0:
+		c.Reason = ReasonCompleted
+	default:
+		c.Reason = ReasonError
+	}
+	return c
+}
+
+// markExited records the container's exit (once: a later call keeps the first record).
+func (m *Manager) markExited(ctx context.Context, e *entry, rec *monitor.ExitRecord) error {
+	e.ex.Lock()
+	defer e.ex.Unlock()
+	cur := e.get()
+	if cur.State == StateExited {
+		return nil
+	}
+	c := exitedFrom(cur, rec)
+	if err := m.put(&c); err != nil {
+		return err
+	}
+	e.set(c)
+	klog.FromContext(ctx).V(2).Info("Container exited", "containerID", c.ID, "exitCode", c.ExitCode, "reason", c.Reason)
+	return nil
+}
+
+// recover loads the records and reconciles them with the monitors.
+func (m *Manager) recover(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	var recs []Container
+	err := m.o.DB.View(func(tx *store.Tx) error {
+		return tx.ForEach(bucket, func(id string, raw []byte) error {
+			var c Container
+			if err := json.Unmarshal(raw, &c); err != nil || c.ID != id {
+				// A corrupt record must not stop the daemon; it is left for inspection.
+				logger.Error(err, "Skipping corrupt container record", "containerID", id)
+				return nil
+			}
+			recs = append(recs, c)
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("load container records: %w", err)
+	}
+	states := map[string]map[string]monitor.ContainerState{} // pod → container → state
+	for _, c := range recs {
+		if c.State == StateCreating {
+			logger.Info("Cleaning up container whose creation was interrupted", "containerID", c.ID)
+			if err := m.cleanupCreating(ctx, &c); err != nil {
+				logger.Error(err, "Cleaning up interrupted container", "containerID", c.ID)
+			}
+			continue
+		}
+		if _, ok := states[c.PodSandboxID]; !ok && (c.State == StateCreated || c.State == StateRunning) {
+			states[c.PodSandboxID] = m.reconnect(ctx, c.PodSandboxID, c.MonitorDir)
+		}
+		e := &entry{rec: c}
+		if c.State == StateCreated || c.State == StateRunning {
+			m.reconcile(ctx, e, states[c.PodSandboxID])
+		}
+		m.byID[c.ID] = e
+		m.names[nameKey(c.PodSandboxID, c.Config.Name, c.Config.Attempt)] = c.ID
+		if e.get().State == StateRunning {
+			m.watch(e.get())
+		}
+	}
+	return nil
+}
+
+// reconnect dials the pod's monitor after a restart and returns its containers' states
+// (nil when the monitor is gone).
+func (m *Manager) reconnect(ctx context.Context, podID, dir string) map[string]monitor.ContainerState {
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cl, err := monitor.Dial(dctx, monitor.SocketPath(dir))
+	if err != nil {
+		klog.FromContext(ctx).Info("Monitor of pod is gone", "podSandboxID", podID, "err", err)
+		return nil
+	}
+	list, err := cl.List(dctx)
+	if err != nil {
+		_ = cl.Close()
+		klog.FromContext(ctx).Info("Monitor of pod does not answer", "podSandboxID", podID, "err", err)
+		return nil
+	}
+	m.mu.Lock()
+	m.pods[podID] = &pod{dir: dir, client: cl}
+	m.mu.Unlock()
+	out := make(map[string]monitor.ContainerState, len(list))
+	for _, st := range list {
+		out[st.ID] = st
+	}
+	return out
+}
+
+// reconcile sets a CREATED or RUNNING record from what the monitor (or, without one, the
+// exit record on disk) says.
+func (m *Manager) reconcile(ctx context.Context, e *entry, states map[string]monitor.ContainerState) {
+	c := e.get()
+	if st, ok := states[c.ID]; ok {
+		switch st.Status {
+		case monitor.StatusRunning:
+			if c.State != StateRunning {
+				c.State, c.Pid = StateRunning, st.Pid
+				if c.StartedAt.IsZero() {
+					c.StartedAt = time.Now()
+				}
+				_ = m.put(&c)
+			}
+			e.set(c)
+			return
+		case monitor.StatusCreated:
+			e.set(c)
+			return
+		case monitor.StatusExited:
+			if err := m.markExited(ctx, e, st.Exit); err != nil {
+				klog.FromContext(ctx).Error(err, "Recording container exit", "containerID", c.ID)
+			}
+			return
+		}
+	}
+	var recp *monitor.ExitRecord
+	if rec, err := monitor.ReadExit(monitor.ContainerDir(c.MonitorDir, c.ID)); err == nil {
+		recp = &rec
+	}
+	if err := m.markExited(ctx, e, recp); err != nil {
+		klog.FromContext(ctx).Error(err, "Recording container exit", "containerID", c.ID)
+	}
+}

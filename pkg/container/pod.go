@@ -1,0 +1,253 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/monitor"
+)
+
+// pod is the daemon's handle on one pod's monitor.
+type pod struct {
+	mu     sync.Mutex // serialises launch and shutdown
+	dir    string
+	client *monitor.Client // nil until launched or reconnected
+}
+
+func (p *pod) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil {
+		_ = p.client.Close()
+		p.client = nil
+	}
+}
+
+func (m *Manager) podFor(podID string) *pod {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pods[podID]
+	if !ok {
+		p = &pod{dir: m.monitorDir(podID)}
+		m.pods[podID] = p
+	}
+	return p
+}
+
+// monitorClient returns the client of the pod's monitor, launching the monitor on the
+// pod's first container: pods that never get a container never cost a process.
+func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Client, string, error) {
+	p := m.podFor(podID)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil {
+		return p.client, p.dir, nil
+	}
+	sock := monitor.SocketPath(p.dir)
+	// A monitor of a previous daemon run may still serve the pod.
+	if _, err := os.Stat(sock); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cl, err := monitor.Dial(dctx, sock)
+		cancel()
+		if err == nil {
+			p.client = cl
+			return cl, p.dir, nil
+		}
+	}
+	lo := monitor.LaunchOptions{
+		Exe:   m.o.MonitorExe,
+		Args:  m.o.MonitorArgs,
+		PodID: podID,
+		Dir:   p.dir,
+	}
+	if m.o.MonitorCgroup != "" {
+		if _, err := m.o.Cgroups.Create(m.o.MonitorCgroup, nil); err != nil {
+			return nil, "", fmt.Errorf("create monitor cgroup %s: %w", m.o.MonitorCgroup, err)
+		}
+		lo.Cgroup, lo.Cgroups = m.o.MonitorCgroup, m.o.Cgroups
+	}
+	if m.o.MonitorLogDir != "" {
+		if err := os.MkdirAll(m.o.MonitorLogDir, 0o700); err != nil {
+			return nil, "", fmt.Errorf("create monitor log dir: %w", err)
+		}
+		lo.LogFile = filepath.Join(m.o.MonitorLogDir, podID+".log")
+	}
+	pid, err := monitor.Launch(ctx, lo)
+	if err != nil {
+		return nil, "", fmt.Errorf("launch monitor of pod %s: %w", podID, err)
+	}
+	cl, err := monitor.Dial(ctx, sock)
+	if err != nil {
+		return nil, "", fmt.Errorf("connect to monitor of pod %s (pid %d): %w", podID, pid, err)
+	}
+	klog.FromContext(ctx).V(2).Info("Monitor started", "podSandboxID", podID, "pid", pid)
+	p.client = cl
+	return cl, p.dir, nil
+}
+
+// existingClient returns the pod's monitor client without launching one (nil when none).
+func (m *Manager) existingClient(podID string) *monitor.Client {
+	m.mu.RLock()
+	p, ok := m.pods[podID]
+	m.mu.RUnlock()
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.client
+}
+
+// shutdownMonitor makes the pod's monitor exit (it kills what is left) and removes its
+// directory. A monitor that is already gone is fine.
+func (m *Manager) shutdownMonitor(ctx context.Context, podID string) error {
+	p := m.podFor(podID)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cl := p.client
+	if cl == nil {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := monitor.Dial(dctx, monitor.SocketPath(p.dir))
+		cancel()
+		if err == nil {
+			cl = c
+		}
+	}
+	if cl != nil {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := cl.Shutdown(sctx)
+		cancel()
+		_ = cl.Close()
+		p.client = nil
+		if err != nil && !errors.Is(err, monitor.ErrShuttingDown) && m.monitorAlive(p.dir) {
+			return fmt.Errorf("shut down monitor of pod %s: %w", podID, err)
+		}
+		m.waitMonitorGone(ctx, p.dir)
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		return fmt.Errorf("remove monitor dir of pod %s: %w", podID, err)
+	}
+	m.mu.Lock()
+	delete(m.pods, podID)
+	m.mu.Unlock()
+	klog.FromContext(ctx).V(2).Info("Monitor stopped", "podSandboxID", podID)
+	return nil
+}
+
+// monitorAlive reports whether something still answers on the monitor's socket.
+func (m *Manager) monitorAlive(dir string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	cl, err := monitor.Dial(ctx, monitor.SocketPath(dir))
+	if err != nil {
+		return false
+	}
+	_ = cl.Close()
+	return true
+}
+
+// waitMonitorGone waits (bounded) until the monitor removed its socket on exit, so that
+// a pod removal returns only once its monitor process is gone.
+func (m *Manager) waitMonitorGone(ctx context.Context, dir string) {
+	sock := monitor.SocketPath(dir)
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// watch follows a running container until it exits and records the exit, so that Status
+// and List (which only read memory) see it. It uses a connection of its own: a client sends
+// one request at a time, and a long wait must not hold up the pod's other requests.
+func (m *Manager) watch(c Container) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx := klog.NewContext(m.ctx, klog.Background().WithValues("containerID", c.ID))
+		m.watchLoop(ctx, c)
+	}()
+}
+
+func (m *Manager) watchLoop(ctx context.Context, c Container) {
+	logger := klog.FromContext(ctx)
+	var cl *monitor.Client
+	defer func() {
+		if cl != nil {
+			_ = cl.Close()
+		}
+	}()
+	failures := 0
+	for ctx.Err() == nil {
+		e, err := m.lookup(c.ID)
+		if err != nil || e.get().State == StateExited {
+			return
+		}
+		if cl == nil {
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			cl, err = monitor.Dial(dctx, monitor.SocketPath(c.MonitorDir))
+			cancel()
+		}
+		var st monitor.ContainerState
+		if err == nil {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+			st, err = cl.Wait(wctx, c.ID)
+			cancel()
+		}
+		switch {
+		case err == nil:
+			if err := m.markExited(ctx, e, st.Exit); err != nil {
+				logger.Error(err, "Recording container exit")
+			}
+			return
+		case errors.Is(err, monitor.ErrTimeout) && ctx.Err() == nil:
+			continue
+		case errors.Is(err, monitor.ErrNotFound):
+			// The monitor forgot it: only the exit record on disk can tell.
+			m.exitFromDisk(ctx, e)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		if cl != nil {
+			_ = cl.Close()
+			cl = nil
+		}
+		// The monitor is gone (killed, or the pod shut down): after a few attempts the exit
+		// record, if any, is the truth.
+		if failures >= 5 {
+			m.exitFromDisk(ctx, e)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Manager) exitFromDisk(ctx context.Context, e *entry) {
+	c := e.get()
+	var recp *monitor.ExitRecord
+	if rec, err := monitor.ReadExit(monitor.ContainerDir(c.MonitorDir, c.ID)); err == nil {
+		recp = &rec
+	}
+	if err := m.markExited(ctx, e, recp); err != nil {
+		klog.FromContext(ctx).Error(err, "Recording container exit")
+	}
+}

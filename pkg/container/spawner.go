@@ -1,0 +1,122 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
+	"github.com/cri-mini/cri-mini/pkg/monitor"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
+)
+
+// SpawnConfig is what the daemon sends through the monitor to the Spawner: the container's
+// full OCI spec, built once in the daemon (the rootfs is already mounted at spec.Root.Path
+// and the cgroup at spec.Linux.CgroupsPath already exists). The monitor passes it unread.
+type SpawnConfig struct {
+	Spec *specs.Spec `json:"spec"`
+}
+
+// Spawner creates container processes with the built-in runtime; the monitor runs it
+// (cri-mini monitor). It implements monitor.Spawner.
+type Spawner struct {
+	// Cgroups places the init in its cgroup; nil means cgroups.New().
+	Cgroups *cgroups.Manager
+}
+
+var _ monitor.Spawner = (*Spawner)(nil)
+
+// Create spawns the container's init, blocked until Start. The rootfs and cgroup belong to
+// the daemon (it created them and removes them with the container), so the runtime is told
+// it does not own them.
+func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor.Process, error) {
+	var cfg SpawnConfig
+	if err := json.Unmarshal(req.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("decode spawn config of container %s: %w", req.ID, err)
+	}
+	if cfg.Spec == nil || cfg.Spec.Linux == nil {
+		return nil, fmt.Errorf("spawn config of container %s: no spec", req.ID)
+	}
+	cgm := s.Cgroups
+	if cgm == nil {
+		cgm = cgroups.New()
+	}
+	c, err := runtime.Create(ctx, cfg.Spec, nil, runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}, cgm)
+	if err != nil {
+		return nil, fmt.Errorf("built-in runtime: %w", err)
+	}
+	return &process{c: c, pid: c.Pid, cgm: cgm, cgroup: cfg.Spec.Linux.CgroupsPath}, nil
+}
+
+// process adapts a runtime.Container to monitor.Process.
+type process struct {
+	mu     sync.Mutex
+	c      *runtime.Container // nil once released
+	pid    int
+	cgm    *cgroups.Manager
+	cgroup string
+}
+
+func (p *process) container() *runtime.Container {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.c
+}
+
+func (p *process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid
+}
+
+func (p *process) Start() error {
+	c := p.container()
+	if c == nil {
+		return fmt.Errorf("start pid %d: %w", p.Pid(), os.ErrProcessDone)
+	}
+	// The monitor bounds its own requests; the runtime's Start returns as soon as the init
+	// reports the execve's outcome.
+	return c.Start(context.Background())
+}
+
+func (p *process) Signal(sig syscall.Signal) error {
+	c := p.container()
+	if c == nil {
+		return nil
+	}
+	// The runtime signals through a pidfd, so a pid the monitor already reaped and the
+	// kernel recycled is never hit; a process that is gone needs no signal.
+	if err := c.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// Release drops the reference to the runtime's process: its pidfd and sync socket are
+// closed by the runtime on start or by the garbage collector with the process, and the
+// monitor reaps the process itself (the runtime's Wait must never be called here).
+func (p *process) Release() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.c = nil
+	return nil
+}
+
+// OOMKilled reports whether the kernel's OOM killer acted in the container's cgroup. The
+// cgroup is created anew for every container, so the counter belongs to this run only.
+func (p *process) OOMKilled() bool {
+	if p.cgroup == "" {
+		return false
+	}
+	st, err := p.cgm.Stats(p.cgroup)
+	if err != nil {
+		return false
+	}
+	return st.OOMKills > 0
+}
