@@ -133,8 +133,8 @@ func (s *Service) hasLayer(chainID string) bool {
 // hold marks layers as needed by an in-flight pull so that no removal or failed pull deletes them
 // before the image that uses them is recorded.
 func (s *Service) hold(chains []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	for _, c := range chains {
 		s.holds[c]++
 	}
@@ -143,7 +143,7 @@ func (s *Service) hold(chains []string) {
 // release drops the holds of a pull and removes the layers nobody references any more (the pull
 // failed, so nothing of it is kept).
 func (s *Service) release(ctx context.Context, chains []string) {
-	s.mu.Lock()
+	s.writeMu.Lock()
 	var drop []*layer
 	for _, c := range chains {
 		s.holds[c]--
@@ -168,11 +168,13 @@ func (s *Service) release(ctx context.Context, chains []string) {
 			klog.FromContext(ctx).Error(err, "Failed to drop unreferenced layers")
 			drop = nil
 		}
+		s.mu.Lock()
 		for _, l := range drop {
 			delete(s.layers, l.ChainID)
 		}
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
+	s.writeMu.Unlock()
 	s.removeDirs(ctx, drop)
 }
 
@@ -216,6 +218,35 @@ func (h *hashReader) Read(p []byte) (int, error) {
 
 func (h *hashReader) digest() string { return fmt.Sprintf("sha256:%x", h.h.Sum(nil)) }
 
+// boundedReader fails a blob that is longer than its descriptor says, as soon as the first
+// byte beyond it arrives.
+type boundedReader struct {
+	r    io.Reader
+	max  int64
+	n    int64
+	what string
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.n > b.max {
+		return 0, b.tooLong()
+	}
+	// Ask for at most one byte past the limit: enough to notice an overlong blob.
+	if rest := b.max - b.n + 1; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if b.n > b.max {
+		return n - int(b.n-b.max), b.tooLong()
+	}
+	return n, err
+}
+
+func (b *boundedReader) tooLong() error {
+	return fmt.Errorf("blob %s is longer than the %d bytes its descriptor says: %w", b.what, b.max, ErrDigestMismatch)
+}
+
 // fetchLayer downloads, verifies and unpacks one layer into a temp dir and moves it into the
 // store. The blob is unpacked while it streams in; its digest and diffID are only known at the
 // end, so the temp dir is discarded unless both match.
@@ -243,7 +274,14 @@ func (s *Service) fetchLayer(ctx context.Context, imageID, chainID string, ls la
 		return nil, s.wrapCause(ctx, fmt.Errorf("fetch layer %s: %w", ls.digest, err))
 	}
 	defer rc.Close()
-	compressed := &hashReader{r: rc, h: sha256.New(), touch: touch}
+	var blob io.Reader = rc
+	if ls.size >= 0 {
+		// The manifest names the size: reading past it means the blob cannot match its digest,
+		// and an endless stream would otherwise be unpacked until the disk is full (bytes keep
+		// flowing, so no progress timeout fires). Fail at the first byte too many.
+		blob = &boundedReader{r: rc, max: ls.size, what: ls.digest.String()}
+	}
+	compressed := &hashReader{r: blob, h: sha256.New(), touch: touch}
 	zr, err := unpack.Decompress(compressed)
 	if err != nil {
 		return nil, s.wrapCause(ctx, fmt.Errorf("layer %s: %w", ls.digest, err))
@@ -288,13 +326,35 @@ func (s *Service) fetchLayer(ctx context.Context, imageID, chainID string, ls la
 }
 
 // addLayer renames an unpacked temp dir into place and records it. The dir is renamed first: a
-// crash before the record leaves an unrecorded dir, which New removes.
+// crash before the record leaves an unrecorded dir, which New removes. When the layer is stored
+// already, tmp is removed and the stored layer returned: a pull that gave up can leave its unpack
+// running while a retry unpacks the same layer again, and recording both would orphan one dir.
 func (s *Service) addLayer(ctx context.Context, tmp string, l *layer) (*layer, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	have, err := s.placeLayer(ctx, tmp, l)
+	if err != nil {
+		return nil, err
+	}
+	if have != nil {
+		// Outside the lock: removing a large tree takes a while.
+		if err := os.RemoveAll(tmp); err != nil {
+			klog.FromContext(ctx).Error(err, "Failed to remove duplicate layer", "layer", l.ChainID, "dir", tmp)
+		}
+		return have, nil
+	}
+	return l, nil
+}
+
+// placeLayer does the locked part of addLayer; it returns the stored layer when there is one
+// (and then leaves tmp alone).
+func (s *Service) placeLayer(ctx context.Context, tmp string, l *layer) (*layer, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if s.holds[l.ChainID] == 0 {
 		// Every pull that wanted it gave up while it was unpacking.
 		return nil, fmt.Errorf("layer %s: %w", l.ChainID, context.Canceled)
+	}
+	if have := s.layers[l.ChainID]; have != nil {
+		return have, nil
 	}
 	l.Short = strconv.Itoa(s.nextShort)
 	s.nextShort++
@@ -308,8 +368,10 @@ func (s *Service) addLayer(ctx context.Context, tmp string, l *layer) (*layer, e
 		}
 		return nil, fmt.Errorf("record layer %s: %w", l.ChainID, err)
 	}
+	s.mu.Lock()
 	s.layers[l.ChainID] = l
-	return l, nil
+	s.mu.Unlock()
+	return nil, nil
 }
 
 // commit records img (or adds tags and digests to it when it exists) in one transaction, moving
@@ -317,8 +379,10 @@ func (s *Service) addLayer(ctx context.Context, tmp string, l *layer) (*layer, e
 // digests and ID, as containerd keeps the image record named by its ID: kubelet's image garbage
 // collection, or an explicit removal, decides when it goes.
 func (s *Service) commit(ctx context.Context, img *Image, tags, digests []string) (*Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// The index is read under writeMu alone (nobody else changes it) and only the final swap
+	// takes mu, so queries do not wait for the transaction to sync.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	old := s.images[img.ID]
 	next := img
 	if old == nil && len(img.Layers) == 0 {
@@ -374,6 +438,8 @@ func (s *Service) commit(ctx context.Context, img *Image, tags, digests []string
 	if err != nil {
 		return nil, fmt.Errorf("record image %s: %w", img.ID, err)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if old == nil {
 		for _, c := range next.Layers {
 			s.layers[c].Refs++

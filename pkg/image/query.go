@@ -14,7 +14,8 @@ import (
 
 // Get finds an image by ID ("sha256:..." or the bare hex), repo tag or repo digest (normalised
 // like a pull: "busybox" finds "docker.io/library/busybox:latest"), or unambiguous ID prefix. A
-// missing image is an error wrapping store.ErrNotFound. It never touches disk or network.
+// missing image is an error wrapping store.ErrNotFound, a prefix matching several images one
+// wrapping store.ErrInvalidArgument. It never touches disk or network.
 func (s *Service) Get(ref string) (*Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -45,7 +46,9 @@ func (s *Service) lookup(ref string) (*Image, error) {
 	for iid, img := range s.images {
 		if strings.HasPrefix(strings.TrimPrefix(iid, "sha256:"), prefix) {
 			if found != nil {
-				return nil, fmt.Errorf("image ID prefix %q is ambiguous: %w", ref, store.ErrNotFound)
+				// Not NotFound: Remove treats that as already gone and would report success
+				// while removing nothing.
+				return nil, fmt.Errorf("image ID prefix %q is ambiguous (matches %s and %s): %w", ref, found.ID, img.ID, store.ErrInvalidArgument)
 			}
 			found = img
 		}

@@ -10,21 +10,24 @@ import (
 )
 
 // Remove deletes the image that ref names (ID, prefix, tag or digest) with all its names, as
-// CRI RemoveImage does. An unknown image is not an error; an image used by a container is
-// refused with an error wrapping store.ErrFailedPrecondition.
+// CRI RemoveImage does. An unknown image is not an error; an ID prefix matching several images
+// is one wrapping store.ErrInvalidArgument, and an image used by a container is refused with an
+// error wrapping store.ErrFailedPrecondition.
 func (s *Service) Remove(ctx context.Context, ref string) error {
-	s.mu.Lock()
+	// Under writeMu the index can be read without mu; mu is taken only to swap in the new state
+	// once the database has it, so queries never wait for the transaction.
+	s.writeMu.Lock()
 	img, err := s.lookup(ref)
 	if errors.Is(err, store.ErrNotFound) {
-		s.mu.Unlock()
+		s.writeMu.Unlock()
 		return nil
 	}
 	if err != nil {
-		s.mu.Unlock()
+		s.writeMu.Unlock()
 		return err
 	}
 	if s.opts.InUse(img.ID) {
-		s.mu.Unlock()
+		s.writeMu.Unlock()
 		return fmt.Errorf("image %s is used by a container: %w", img.ID, store.ErrFailedPrecondition)
 	}
 	var drop []*layer
@@ -57,9 +60,10 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 		return nil
 	})
 	if err != nil {
-		s.mu.Unlock()
+		s.writeMu.Unlock()
 		return fmt.Errorf("remove image %s: %w", img.ID, err)
 	}
+	s.mu.Lock()
 	for c, l := range updated {
 		s.layers[c] = l
 	}
@@ -68,6 +72,7 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 	}
 	s.unpublish(img)
 	s.mu.Unlock()
+	s.writeMu.Unlock()
 	// Directories go after the records: a crash in between leaves unrecorded dirs, which New
 	// removes.
 	s.removeDirs(ctx, drop)

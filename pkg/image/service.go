@@ -48,7 +48,8 @@ type Options struct {
 	ProgressTimeout time.Duration
 	DB              *store.DB
 	// InUse reports whether a container uses the image; such an image cannot be removed. It is
-	// called with the service's lock held and must not call back into the Service.
+	// called while Remove holds the service's write lock, so it must not call methods of the
+	// Service that modify it (queries such as Get still answer).
 	InUse func(imageID string) bool
 	// Platform selects the manifest of a multi-platform image (default linux/GOARCH).
 	Platform *v1.Platform
@@ -118,12 +119,21 @@ type Service struct {
 	pulls  *flightGroup[*Image]
 	unpack *flightGroup[*layer]
 
-	mu        sync.Mutex
-	images    map[string]*Image // by ID
-	refs      map[string]string // repo tag or repo digest -> ID
-	layers    map[string]*layer // by chain ID
-	holds     map[string]int    // chain ID -> in-flight pulls that need the layer
+	// writeMu serialises every mutation of the store (hold, release, addLayer, commit, Remove)
+	// including its database transaction and renames, and guards holds and nextShort. A
+	// goroutine holding writeMu may read the index below without mu, since nobody else changes
+	// it meanwhile.
+	writeMu   sync.Mutex
+	holds     map[string]int // chain ID -> in-flight pulls that need the layer
 	nextShort int
+
+	// mu guards the in-memory index. It is held only to read it or to swap in a state already
+	// written to disk, never across disk I/O, so that Get, List, LowerDirs and FsInfo answer
+	// from memory while a pull or removal waits for the database to sync.
+	mu     sync.Mutex
+	images map[string]*Image // by ID
+	refs   map[string]string // repo tag or repo digest -> ID
+	layers map[string]*layer // by chain ID
 }
 
 // New opens the image store, removing what an interrupted pull or removal left behind.
@@ -247,27 +257,50 @@ func (s *Service) load(ctx context.Context) error {
 			refs[c]++
 		}
 	}
+	// bbolt forbids changing a bucket from inside its ForEach (the cursor skips the key after
+	// a deleted one), so the changes are collected first and applied after each iteration.
 	err = s.db.Update(func(tx *store.Tx) error {
+		var dropImages []string
 		if err := tx.ForEach(imagesBucket, func(id string, _ []byte) error {
 			if images[id] == nil {
-				return tx.Delete(imagesBucket, id)
+				dropImages = append(dropImages, id)
 			}
 			return nil
 		}); err != nil {
 			return err
 		}
-		return tx.ForEach(layersBucket, func(id string, _ []byte) error {
+		for _, id := range dropImages {
+			if err := tx.Delete(imagesBucket, id); err != nil {
+				return err
+			}
+		}
+		var dropLayers []string
+		rewrite := map[string]*layer{}
+		if err := tx.ForEach(layersBucket, func(id string, _ []byte) error {
 			l := layers[id]
 			switch {
 			case l == nil || refs[id] == 0:
-				delete(layers, id)
-				return tx.Delete(layersBucket, id)
+				dropLayers = append(dropLayers, id)
 			case l.Refs != refs[id]:
 				l.Refs = refs[id]
-				return tx.Put(layersBucket, id, l)
+				rewrite[id] = l
 			}
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		for _, id := range dropLayers {
+			delete(layers, id)
+			if err := tx.Delete(layersBucket, id); err != nil {
+				return err
+			}
+		}
+		for id, l := range rewrite {
+			if err := tx.Put(layersBucket, id, l); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("repair image metadata: %w", err)

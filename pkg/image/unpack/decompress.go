@@ -10,6 +10,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// maxZstdWindow bounds the history window a zstd frame may ask the decoder for.
+const maxZstdWindow = 128 << 20
+
 var (
 	gzipMagic = []byte{0x1f, 0x8b}
 	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
@@ -33,8 +36,11 @@ func Decompress(r io.Reader) (io.ReadCloser, error) {
 		return zr, nil
 	case bytes.HasPrefix(head, zstdMagic):
 		// One decoder goroutine: layers already unpack in parallel, and the default would
-		// start one per core for every layer.
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		// start one per core for every layer. The frame header chooses the window the decoder
+		// allocates; the library accepts up to 512 MiB, so a few hostile layers decoding in
+		// parallel could claim gigabytes. 128 MiB still admits every frame zstd writes by
+		// default and with --long (window log 27).
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, fmt.Errorf("open zstd layer: %w", err)
 		}

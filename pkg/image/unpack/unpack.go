@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -340,14 +341,25 @@ func (u *unpacker) replace(parent int, name, base string, keepDir bool) error {
 		if keepDir {
 			return nil
 		}
-		// Cached fds may point into the tree being removed.
+		// Cached fds may point into the tree being removed, and the recorded times of the
+		// directory and everything below it no longer apply: whatever comes next at that name
+		// records its own. Setting them later would walk through the replacement (a symlink or
+		// file) and be refused as unsafe.
 		u.dropCache(name)
+		u.dropTimes(name)
 		return removeAllAt(parent, base)
 	}
 	if err := unix.Unlinkat(parent, base, 0); err != nil {
 		return fmt.Errorf("remove existing entry: %w", err)
 	}
 	return nil
+}
+
+// dropTimes forgets the recorded times of the directory name and of every directory below it.
+func (u *unpacker) dropTimes(name string) {
+	u.times = slices.DeleteFunc(u.times, func(t dirTimes) bool {
+		return t.name == name || strings.HasPrefix(t.name, name+"/")
+	})
 }
 
 // removeAllAt removes name below dirfd recursively without following symlinks.
@@ -469,6 +481,12 @@ func (u *unpacker) applyMeta(dirfd int, name string, hdr *tar.Header, isDir bool
 		}
 	}
 	for k, v := range xattrs(hdr) {
+		if strings.HasPrefix(k, "user.") {
+			// The kernel allows user.* attributes only on regular files and directories and
+			// refuses them (EPERM) on symlinks and fifos, the only entries that get here. Docker
+			// and containerd drop them too rather than fail the layer.
+			continue
+		}
 		if err := unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, name), k, []byte(v), 0); err != nil && !errors.Is(err, unix.ENOTSUP) {
 			return fmt.Errorf("set xattr %s: %w", k, err)
 		}
