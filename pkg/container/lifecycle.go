@@ -92,6 +92,7 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 	if c.State == StateCreated || timeout <= 0 {
 		sig = syscall.SIGKILL
 	}
+	caughtBefore, _ := signalCaught(c.Pid, sig)
 	if _, err := cl.Signal(ctx, c.ID, sig); err != nil {
 		if errors.Is(err, monitor.ErrNotFound) {
 			m.exitFromDisk(ctx, e)
@@ -101,7 +102,9 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 	}
 	logger.V(2).Info("Stopping container", "containerID", c.ID, "signal", sig.String(), "timeout", timeout)
 	if sig != syscall.SIGKILL {
+		endWatch := resendWhenCaught(ctx, cl, c, sig, caughtBefore)
 		st, err := m.waitExit(ctx, c, timeout)
+		endWatch()
 		if err == nil {
 			return m.markExited(ctx, e, st.Exit)
 		}
