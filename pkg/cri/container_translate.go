@@ -25,6 +25,7 @@ type ContainerManager interface {
 	ReopenLog(ctx context.Context, idOrPrefix string) error
 	Get(idOrPrefix string) (*container.Container, error)
 	List() []*container.Container
+	ExecSync(ctx context.Context, idOrPrefix string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
 }
 
 // containers returns the configured manager, or an error saying the daemon was built

@@ -1,0 +1,151 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/runtime"
+	"github.com/cri-mini/cri-mini/pkg/store"
+)
+
+// MaxExecOutput caps each of stdout and stderr kept by ExecSync, as containerd does:
+// the rest is read and dropped so the process never blocks on a full pipe.
+const MaxExecOutput = 16 << 20
+
+// execDrainGrace bounds how long ExecSync keeps reading output after the process ended:
+// a background child that inherited the pipes could keep them open forever.
+const execDrainGrace = 2 * time.Second
+
+// ExecSync runs cmd in the running container and returns its output and exit code. A
+// non-zero exit is not an error. With timeout > 0 the process is killed at the timeout and
+// the error wraps context.DeadlineExceeded.
+func (m *Manager) ExecSync(ctx context.Context, idOrPrefix string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error) {
+	if len(cmd) == 0 {
+		return nil, nil, 0, fmt.Errorf("exec: empty command: %w", store.ErrInvalidArgument)
+	}
+	e, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	c := e.get()
+	if c.State != StateRunning {
+		return nil, nil, 0, fmt.Errorf("container %s is %s, not running: %w", c.ID, c.State, store.ErrFailedPrecondition)
+	}
+	if c.Spec == nil || c.Spec.Process == nil {
+		return nil, nil, 0, fmt.Errorf("exec in container %s: no stored spec: %w", c.ID, store.ErrFailedPrecondition)
+	}
+	proc := execProcess(c.Spec.Process, cmd)
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("exec in container %s: stdout pipe: %w", c.ID, err)
+	}
+	defer outR.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		_ = outW.Close()
+		return nil, nil, 0, fmt.Errorf("exec in container %s: stderr pipe: %w", c.ID, err)
+	}
+	defer errR.Close()
+	target := runtime.ExecTarget{Pid: c.Pid, CgroupPath: c.CgroupPath, Cgroups: m.o.Cgroups, StartedBy: c.StartedAt}
+	p, err := runtime.ExecIn(ctx, target, proc, runtime.Stdio{Stdout: outW, Stderr: errW})
+	// Our copies of the write ends must go, or the readers never see EOF.
+	_ = outW.Close()
+	_ = errW.Close()
+	if err != nil {
+		if errors.Is(err, runtime.ErrNotRunning) {
+			err = fmt.Errorf("%w: %w", err, store.ErrFailedPrecondition)
+		}
+		return nil, nil, 0, fmt.Errorf("exec in container %s: %w", c.ID, err)
+	}
+	logger := klog.FromContext(ctx).WithValues("containerID", c.ID, "pid", p.Pid)
+	logger.V(4).Info("Exec started", "cmd", cmd)
+
+	var outBuf, errBuf capBuffer
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _, _ = io.Copy(&outBuf, outR) }()
+	go func() { defer wg.Done(); _, _ = io.Copy(&errBuf, errR) }()
+
+	exited := make(chan struct{})
+	var st runtime.ExitStatus
+	var werr error
+	go func() {
+		st, werr = p.Wait()
+		close(exited)
+	}()
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	var failure error
+	select {
+	case <-exited:
+	case <-timer:
+		failure = fmt.Errorf("exec in container %s: timeout %v: %w", c.ID, timeout, context.DeadlineExceeded)
+	case <-ctx.Done():
+		failure = fmt.Errorf("exec in container %s: %w", c.ID, ctx.Err())
+	}
+	if failure != nil {
+		if err := p.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			logger.Error(err, "Killing exec process")
+		}
+		<-exited
+	}
+	// The process is reaped; wait a little for the output it wrote, then stop reading
+	// (closing the read ends ends the copies) if something else still holds the pipes.
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(execDrainGrace):
+		_ = outR.Close()
+		_ = errR.Close()
+		<-drained
+	}
+	if failure != nil {
+		return outBuf.Bytes(), errBuf.Bytes(), 0, failure
+	}
+	if werr != nil {
+		return outBuf.Bytes(), errBuf.Bytes(), 0, fmt.Errorf("exec in container %s: %w", c.ID, werr)
+	}
+	logger.V(4).Info("Exec finished", "exitCode", st.Code)
+	return outBuf.Bytes(), errBuf.Bytes(), int32(st.Code), nil
+}
+
+// execProcess is the container's process with cmd as its arguments and no terminal: the
+// user, environment, working dir, capabilities and limits stay the container's.
+func execProcess(base *specs.Process, cmd []string) *specs.Process {
+	p := *base
+	p.Args = append([]string(nil), cmd...)
+	p.Terminal = false
+	p.ConsoleSize = nil
+	return &p
+}
+
+// capBuffer keeps the first MaxExecOutput bytes written and drops the rest, still
+// reporting every write as complete so that the copy keeps draining the pipe.
+type capBuffer struct {
+	b []byte
+}
+
+func (c *capBuffer) Write(p []byte) (int, error) {
+	if room := MaxExecOutput - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// Bytes returns what was kept; it is only read after the copy ended.
+func (c *capBuffer) Bytes() []byte { return c.b }
