@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -71,11 +70,8 @@ func (s *Server) StopContainer(ctx context.Context, req *runtimeapi.StopContaine
 	if id == "" {
 		return nil, invalidArg("container_id", "must not be empty")
 	}
-	if err := m.Stop(ctx, id, time.Duration(req.GetTimeout())*time.Second); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return &runtimeapi.StopContainerResponse{}, nil
-		}
-		return nil, fmt.Errorf("stop container %s: %w", id, err)
+	if err := alreadyGone(m.Stop(ctx, id, time.Duration(req.GetTimeout())*time.Second), "stop container "+id); err != nil {
+		return nil, err
 	}
 	return &runtimeapi.StopContainerResponse{}, nil
 }
@@ -91,11 +87,8 @@ func (s *Server) RemoveContainer(ctx context.Context, req *runtimeapi.RemoveCont
 	if id == "" {
 		return nil, invalidArg("container_id", "must not be empty")
 	}
-	if err := m.Remove(ctx, id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return &runtimeapi.RemoveContainerResponse{}, nil
-		}
-		return nil, fmt.Errorf("remove container %s: %w", id, err)
+	if err := alreadyGone(m.Remove(ctx, id), "remove container "+id); err != nil {
+		return nil, err
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil
 }

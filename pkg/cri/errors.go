@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,4 +49,14 @@ func codeOf(err error) codes.Code {
 // invalidArg builds an InvalidArgument status that names the offending request field.
 func invalidArg(field, format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, field+": "+format, args...)
+}
+
+// alreadyGone turns "not found" into success for the RPCs the CRI wants idempotent (Stop and
+// Remove of sandboxes and containers): what is gone is already stopped and removed. Any other
+// error is wrapped with what failed.
+func alreadyGone(err error, what string) error {
+	if err == nil || errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -48,3 +48,16 @@ func TestToStatus(t *testing.T) {
 		t.Fatal("nil error must stay nil")
 	}
 }
+
+func TestAlreadyGone(t *testing.T) {
+	if err := alreadyGone(nil, "stop x"); err != nil {
+		t.Fatalf("nil: %v", err)
+	}
+	if err := alreadyGone(fmt.Errorf("container x: %w", store.ErrNotFound), "stop x"); err != nil {
+		t.Fatalf("not found must be success, got %v", err)
+	}
+	err := alreadyGone(fmt.Errorf("monitor: %w", store.ErrUnavailable), "stop x")
+	if !errors.Is(err, store.ErrUnavailable) || err.Error() != "stop x: monitor: unavailable" {
+		t.Fatalf("other errors keep their cause and gain context: %v", err)
+	}
+}

@@ -2,12 +2,8 @@ package cri
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/cri-mini/cri-mini/pkg/store"
 )
 
 // StopPodSandbox stops the sandbox's containers and tears its network down. The CRI wants it
@@ -21,11 +17,8 @@ func (s *Server) StopPodSandbox(ctx context.Context, req *runtimeapi.StopPodSand
 	if id == "" {
 		return nil, invalidArg("pod_sandbox_id", "must not be empty")
 	}
-	if err := m.Stop(ctx, id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return &runtimeapi.StopPodSandboxResponse{}, nil
-		}
-		return nil, fmt.Errorf("stop pod sandbox %s: %w", id, err)
+	if err := alreadyGone(m.Stop(ctx, id), "stop pod sandbox "+id); err != nil {
+		return nil, err
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
@@ -41,11 +34,8 @@ func (s *Server) RemovePodSandbox(ctx context.Context, req *runtimeapi.RemovePod
 	if id == "" {
 		return nil, invalidArg("pod_sandbox_id", "must not be empty")
 	}
-	if err := m.Remove(ctx, id); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return &runtimeapi.RemovePodSandboxResponse{}, nil
-		}
-		return nil, fmt.Errorf("remove pod sandbox %s: %w", id, err)
+	if err := alreadyGone(m.Remove(ctx, id), "remove pod sandbox "+id); err != nil {
+		return nil, err
 	}
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }
