@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -280,24 +279,20 @@ func (m *Manager) markExited(ctx context.Context, e *entry, rec *monitor.ExitRec
 // recover loads the records and reconciles them with the monitors.
 func (m *Manager) recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
-	var recs []Container
-	err := m.o.DB.View(func(tx *store.Tx) error {
-		return tx.ForEach(bucket, func(id string, raw []byte) error {
-			var c Container
-			if err := json.Unmarshal(raw, &c); err != nil || c.ID != id {
-				// A corrupt record must not stop the daemon; it is left for inspection.
-				logger.Error(err, "Skipping corrupt container record", "containerID", id)
-				return nil
-			}
-			recs = append(recs, c)
-			return nil
-		})
+	var recs map[string]*Container
+	err := m.o.DB.View(func(tx *store.Tx) (err error) {
+		// A corrupt record is left in the database for inspection.
+		recs, err = store.LoadAll(tx, bucket,
+			func(id string, c *Container) bool { return c.ID == id },
+			func(id string, err error) { logger.Error(err, "Skipping corrupt container record", "containerID", id) })
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("load container records: %w", err)
+		return err
 	}
 	states := map[string]map[string]monitor.ContainerState{} // pod → container → state
-	for _, c := range recs {
+	for _, cp := range recs {
+		c := *cp
 		if c.State == StateCreating {
 			logger.Info("Cleaning up container whose creation was interrupted", "containerID", c.ID)
 			if err := m.cleanupCreating(ctx, &c); err != nil {

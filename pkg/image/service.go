@@ -6,7 +6,6 @@ package image
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -207,29 +206,19 @@ func defaultPlatform() *v1.Platform {
 // (from a pull killed before its image was recorded) and unrecorded dirs are removed.
 func (s *Service) load(ctx context.Context) error {
 	log := klog.FromContext(ctx)
-	images := map[string]*Image{}
-	layers := map[string]*layer{}
-	err := s.db.View(func(tx *store.Tx) error {
-		if err := tx.ForEach(layersBucket, func(id string, raw []byte) error {
-			var l layer
-			if err := json.Unmarshal(raw, &l); err != nil || l.Short == "" {
-				log.Error(err, "Dropping corrupt layer record", "layer", id)
-				return nil
-			}
-			layers[id] = &l
-			return nil
-		}); err != nil {
+	var images map[string]*Image
+	var layers map[string]*layer
+	err := s.db.View(func(tx *store.Tx) (err error) {
+		layers, err = store.LoadAll(tx, layersBucket,
+			func(_ string, l *layer) bool { return l.Short != "" },
+			func(id string, err error) { log.Error(err, "Dropping corrupt layer record", "layer", id) })
+		if err != nil {
 			return err
 		}
-		return tx.ForEach(imagesBucket, func(id string, raw []byte) error {
-			var img Image
-			if err := json.Unmarshal(raw, &img); err != nil || img.ID != id {
-				log.Error(err, "Dropping corrupt image record", "image", id)
-				return nil
-			}
-			images[id] = &img
-			return nil
-		})
+		images, err = store.LoadAll(tx, imagesBucket,
+			func(id string, img *Image) bool { return img.ID == id },
+			func(id string, err error) { log.Error(err, "Dropping corrupt image record", "image", id) })
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("load image metadata: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -114,23 +113,19 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 
 func (m *Manager) recover(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
-	var recs []record
-	err := m.o.DB.View(func(tx *store.Tx) error {
-		return tx.ForEach(bucket, func(id string, raw []byte) error {
-			var r record
-			if err := json.Unmarshal(raw, &r); err != nil || r.ID != id {
-				// A corrupt record must not stop the daemon; it is left for inspection.
-				logger.Error(err, "Skipping corrupt sandbox record", "podSandboxID", id)
-				return nil
-			}
-			recs = append(recs, r)
-			return nil
-		})
+	var recs map[string]*record
+	err := m.o.DB.View(func(tx *store.Tx) (err error) {
+		// A corrupt record is left in the database for inspection.
+		recs, err = store.LoadAll(tx, bucket,
+			func(id string, r *record) bool { return r.ID == id },
+			func(id string, err error) { logger.Error(err, "Skipping corrupt sandbox record", "podSandboxID", id) })
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("load sandbox records: %w", err)
+		return err
 	}
-	for _, r := range recs {
+	for _, rp := range recs {
+		r := *rp
 		switch {
 		case r.State == StateCreating:
 			logger.Info("Cleaning up sandbox whose creation was interrupted", "podSandboxID", r.ID)

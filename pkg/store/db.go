@@ -100,3 +100,26 @@ func (t *Tx) ForEach(kind string, fn func(id string, raw []byte) error) error {
 	}
 	return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
 }
+
+// LoadAll decodes every record of kind. A record that does not decode, or that valid rejects,
+// is passed to skip and left out: one corrupt record must never keep the daemon from starting.
+func LoadAll[T any](tx *Tx, kind string, valid func(id string, v *T) bool, skip func(id string, err error)) (map[string]*T, error) {
+	out := map[string]*T{}
+	err := tx.ForEach(kind, func(id string, raw []byte) error {
+		v := new(T)
+		if err := json.Unmarshal(raw, v); err != nil {
+			skip(id, fmt.Errorf("decode %s %s: %w", kind, id, err))
+			return nil
+		}
+		if !valid(id, v) {
+			skip(id, fmt.Errorf("%s record %s is inconsistent with its key", kind, id))
+			return nil
+		}
+		out[id] = v
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", kind, err)
+	}
+	return out, nil
+}

@@ -73,3 +73,40 @@ func TestDBRoundTrip(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+func TestLoadAllSkipsCorruptRecords(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *Tx) error {
+		if err := tx.Put("things", "a", rec{Name: "a", N: 1}); err != nil {
+			return err
+		}
+		if err := tx.Put("things", "b", rec{Name: "not-b"}); err != nil {
+			return err
+		}
+		return tx.tx.Bucket([]byte("things")).Put([]byte("c"), []byte("{broken"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var skipped []string
+	var got map[string]*rec
+	err = db.View(func(tx *Tx) error {
+		var err error
+		got, err = LoadAll(tx, "things",
+			func(id string, v *rec) bool { return v.Name == id },
+			func(id string, _ error) { skipped = append(skipped, id) })
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["a"] == nil || got["a"].N != 1 {
+		t.Fatalf("loaded %v, want only a", got)
+	}
+	if len(skipped) != 2 || skipped[0] != "b" || skipped[1] != "c" {
+		t.Fatalf("skipped %v, want [b c]", skipped)
+	}
+}
