@@ -27,28 +27,50 @@ type Resources struct {
 	CpusetCPUs  string // e.g. "0-1"
 	CpusetMems  string
 	PidsLimit   int64 // 0 means unset, -1 unlimited
+
+	// MemorySwapLimit is memory plus swap (the v1 memsw meaning the CRI uses); 0 means
+	// unset, -1 unlimited. On v2 it is converted to memory.swap.max = swap - memory.
+	MemorySwapLimit int64             `json:",omitempty"`
+	HugepageLimits  []HugepageLimit   `json:",omitempty"`
+	Unified         map[string]string `json:",omitempty"` // cgroup v2 files → values
+	// Devices, when not nil, is the cgroup's complete device access list, applied in
+	// order (start it with a deny-all rule, see DefaultDeviceRules). nil leaves the
+	// device rules alone: pod cgroups and resource updates carry none.
+	Devices []DeviceRule `json:",omitempty"`
 }
 
-// Validate refuses values the kernel would reject with a less helpful error.
+// Validate refuses values the kernel would reject with a less helpful error. Errors are
+// *FieldError naming the CRI field.
 func (r *Resources) Validate() error {
+	return r.validate(occ.IsCgroup2UnifiedMode())
+}
+
+// ValidateStatic checks what does not depend on the host's cgroup mode (everything but
+// unified keys on v1), for callers that do not hold a Manager.
+func (r *Resources) ValidateStatic() error { return r.validate(true) }
+
+// Validate checks r for this manager's cgroup mode.
+func (m *Manager) Validate(r *Resources) error { return r.validate(m.v2) }
+
+func (r *Resources) validate(v2 bool) error {
 	if r == nil {
 		return nil
 	}
 	switch {
 	case r.CPUShares != 0 && (r.CPUShares < 2 || r.CPUShares > 262144):
-		return fmt.Errorf("cpu shares %d out of range [2, 262144]", r.CPUShares)
+		return fieldErr("cpu_shares", "%d out of range [2, 262144]", r.CPUShares)
 	case r.CPUQuota < -1:
-		return fmt.Errorf("cpu quota %d is negative", r.CPUQuota)
+		return fieldErr("cpu_quota", "%d is negative", r.CPUQuota)
 	case r.CPUQuota > 0 && r.CPUQuota < 1000:
-		return fmt.Errorf("cpu quota %d below the kernel minimum of 1000us", r.CPUQuota)
+		return fieldErr("cpu_quota", "%d below the kernel minimum of 1000us", r.CPUQuota)
 	case r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000):
-		return fmt.Errorf("cpu period %d out of range [1000, 1000000]", r.CPUPeriod)
+		return fieldErr("cpu_period", "%d out of range [1000, 1000000]", r.CPUPeriod)
 	case r.MemoryLimit < 0:
-		return fmt.Errorf("memory limit %d is negative", r.MemoryLimit)
+		return fieldErr("memory_limit_in_bytes", "%d is negative", r.MemoryLimit)
 	case r.PidsLimit < -1:
-		return fmt.Errorf("pids limit %d is negative", r.PidsLimit)
+		return fieldErr("pids_limit", "%d is negative", r.PidsLimit)
 	}
-	return nil
+	return r.validateExtended(v2)
 }
 
 // Manager creates and manages cgroups by path relative to the cgroup root(s).
@@ -115,6 +137,7 @@ func (m *Manager) toLib(r *Resources) *occ.Resources {
 	} else {
 		lr.CpuShares = r.CPUShares
 	}
+	m.extendedToLib(r, lr)
 	return lr
 }
 
@@ -148,7 +171,7 @@ func (m *Manager) Exists(p string) bool {
 // applies r. created reports whether it did not exist before, so the caller only removes
 // what it made. On error a cgroup created here is removed again.
 func (m *Manager) Create(p string, r *Resources) (created bool, retErr error) {
-	if err := r.Validate(); err != nil {
+	if err := m.Validate(r); err != nil {
 		return false, err
 	}
 	existed := m.Exists(p)
@@ -173,7 +196,7 @@ func (m *Manager) Create(p string, r *Resources) (created bool, retErr error) {
 
 // Update applies r to an existing cgroup.
 func (m *Manager) Update(p string, r *Resources) error {
-	if err := r.Validate(); err != nil {
+	if err := m.Validate(r); err != nil {
 		return err
 	}
 	if !m.Exists(p) {
@@ -233,42 +256,4 @@ func (m *Manager) AddProcess(p string, pid int) error {
 		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, p, os.ErrNotExist)
 	}
 	return nil
-}
-
-// Stats is the subset of cgroup statistics cri-mini reports.
-type Stats struct {
-	CPUUsageNanos    uint64
-	MemoryUsageBytes uint64
-	MemoryWorkingSet uint64
-	OOMKills         uint64
-	Pids             uint64
-}
-
-// Stats reads usage counters of the cgroup.
-func (m *Manager) Stats(p string) (*Stats, error) {
-	mgr, err := m.libManager(p, nil)
-	if err != nil {
-		return nil, err
-	}
-	s, err := mgr.GetStats()
-	if err != nil {
-		return nil, fmt.Errorf("stats of cgroup %s: %w", p, err)
-	}
-	out := &Stats{
-		CPUUsageNanos:    s.CpuStats.CpuUsage.TotalUsage,
-		MemoryUsageBytes: s.MemoryStats.Usage.Usage,
-		Pids:             s.PidsStats.Current,
-	}
-	// Working set = usage - inactive file pages, as cAdvisor and the kubelet compute it.
-	inactive := s.MemoryStats.Stats["total_inactive_file"]
-	if m.v2 {
-		inactive = s.MemoryStats.Stats["inactive_file"]
-	}
-	if out.MemoryUsageBytes > inactive {
-		out.MemoryWorkingSet = out.MemoryUsageBytes - inactive
-	}
-	if n, err := mgr.OOMKillCount(); err == nil {
-		out.OOMKills = n
-	}
-	return out, nil
 }

@@ -35,6 +35,9 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	if cfg.Image == "" {
 		return nil, fmt.Errorf("container image: empty: %w", store.ErrInvalidArgument)
 	}
+	if err := m.validateResources(cfg.Resources); err != nil {
+		return nil, err
+	}
 	sb, err := m.o.Sandboxes.Get(podID)
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %s: %w", podID, err)
@@ -154,11 +157,6 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.I
 	if err != nil {
 		return nil, fmt.Errorf("resolve user of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
-	if c.CgroupPath != "" {
-		if _, err := m.o.Cgroups.Create(c.CgroupPath, c.Config.Resources); err != nil {
-			return nil, fmt.Errorf("create cgroup of container %s: %w", c.ID, err)
-		}
-	}
 	cfg := c.Config
 	spec, err := runtime.BuildSpec(runtime.SpecOptions{
 		Image: runtime.ImageConfig{
@@ -182,6 +180,13 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.I
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
+	}
+	applyResourcesToSpec(spec, cfg, hostOOMScoreAdjFloor())
+	if c.CgroupPath != "" {
+		// After the spec: the cgroup's device rules come from it.
+		if _, err := m.o.Cgroups.Create(c.CgroupPath, cgroupResources(cfg, spec)); err != nil {
+			return nil, fmt.Errorf("create cgroup of container %s: %w", c.ID, err)
+		}
 	}
 	return spec, nil
 }

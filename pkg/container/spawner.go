@@ -47,11 +47,12 @@ func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor
 	if cgm == nil {
 		cgm = cgroups.New()
 	}
+	oom := newOOMBaseline(cgm, cfg.Spec.Linux.CgroupsPath)
 	c, err := runtime.Create(ctx, cfg.Spec, nil, runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}, cgm)
 	if err != nil {
 		return nil, fmt.Errorf("built-in runtime: %w", err)
 	}
-	return &process{c: c, pid: c.Pid, cgm: cgm, cgroup: cfg.Spec.Linux.CgroupsPath}, nil
+	return &process{c: c, pid: c.Pid, oom: oom}, nil
 }
 
 // process adapts a runtime.Container to monitor.Process.
@@ -59,8 +60,7 @@ type process struct {
 	mu     sync.Mutex
 	c      *runtime.Container // nil once released
 	pid    int
-	cgm    *cgroups.Manager
-	cgroup string
+	oom    oomBaseline
 }
 
 func (p *process) container() *runtime.Container {
@@ -108,15 +108,6 @@ func (p *process) Release() error {
 	return nil
 }
 
-// OOMKilled reports whether the kernel's OOM killer acted in the container's cgroup. The
-// cgroup is created anew for every container, so the counter belongs to this run only.
-func (p *process) OOMKilled() bool {
-	if p.cgroup == "" {
-		return false
-	}
-	st, err := p.cgm.Stats(p.cgroup)
-	if err != nil {
-		return false
-	}
-	return st.OOMKills > 0
-}
+// OOMKilled reports whether the kernel's OOM killer acted in the container's cgroup
+// since the process was created (see oomBaseline).
+func (p *process) OOMKilled() bool { return p.oom.killedSince() }

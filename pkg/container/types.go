@@ -67,6 +67,9 @@ type Config struct {
 	SupplementalGroups []uint32 `json:"supplementalGroups,omitempty"`
 
 	Resources *cgroups.Resources `json:"resources,omitempty"`
+	// OOMScoreAdj is the requested oom_score_adj; the spec gets it clamped to what the
+	// host permits (see clampOOMScoreAdj).
+	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
 }
 
 // Container is a container as reported to callers. Values returned by the Manager are

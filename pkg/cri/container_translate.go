@@ -9,7 +9,6 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/container"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/store"
@@ -109,16 +108,11 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 			c.SupplementalGroups = append(c.SupplementalGroups, uint32(g))
 		}
 	}
-	if r := lx.GetResources(); r != nil {
-		c.Resources = &cgroups.Resources{
-			CPUShares:   uint64(r.GetCpuShares()),
-			CPUQuota:    r.GetCpuQuota(),
-			CPUPeriod:   uint64(r.GetCpuPeriod()),
-			MemoryLimit: r.GetMemoryLimitInBytes(),
-			CpusetCPUs:  r.GetCpusetCpus(),
-			CpusetMems:  r.GetCpusetMems(),
-		}
+	res, adj, err := linuxResources(lx.GetResources(), "config.linux.resources")
+	if err != nil {
+		return container.Config{}, err
 	}
+	c.Resources, c.OOMScoreAdj = res, adj
 	return c, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -324,7 +325,7 @@ func TestPodResources(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
 			}
-			if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+			if (got == nil) != (tt.want == nil) || (got != nil && !reflect.DeepEqual(got, tt.want)) {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
 		})
