@@ -25,6 +25,7 @@ type ContainerManager interface {
 	Get(idOrPrefix string) (*container.Container, error)
 	List() []*container.Container
 	ExecSync(ctx context.Context, idOrPrefix string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error)
+	ContainerResourceManager // container_update.go, container_stats.go
 }
 
 // containers returns the configured manager, or an error saying the daemon was built
@@ -163,6 +164,7 @@ func toContainerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 		Labels:      maps.Clone(c.Config.Labels),
 		Annotations: maps.Clone(c.Config.Annotations),
 		LogPath:     c.LogPath,
+		Resources:   containerResources(c),
 	}
 	if c.State == container.StateExited {
 		st.FinishedAt = unixNano(c.FinishedAt)
