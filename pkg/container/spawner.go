@@ -57,10 +57,10 @@ func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor
 
 // process adapts a runtime.Container to monitor.Process.
 type process struct {
-	mu     sync.Mutex
-	c      *runtime.Container // nil once released
-	pid    int
-	oom    oomBaseline
+	mu  sync.Mutex
+	c   *runtime.Container // nil once released
+	pid int
+	oom oomBaseline
 }
 
 func (p *process) container() *runtime.Container {
