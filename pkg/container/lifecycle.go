@@ -167,6 +167,7 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 		delete(m.names, key)
 	}
 	m.mu.Unlock()
+	m.forgetStats(&c)
 	klog.FromContext(ctx).V(2).Info("Container removed", "containerID", c.ID)
 	return nil
 }

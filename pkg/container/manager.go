@@ -66,6 +66,7 @@ type Manager struct {
 	byID  map[string]*entry
 	names map[string]string // nameKey → container ID, including containers being created
 	pods  map[string]*pod   // pod sandbox ID → its monitor
+	stats statsState        // CPU samples and writable layer cache (stats.go)
 
 	// ctx ends the background watchers when the manager closes.
 	ctx    context.Context

@@ -45,4 +45,7 @@ func containerResources(c *container.Container) *runtimeapi.ContainerResources {
 // ContainerResourceManager is the part of ContainerManager for limits and usage.
 type ContainerResourceManager interface {
 	UpdateResources(ctx context.Context, idOrPrefix string, r *cgroups.Resources) error
+	// Stats and PodStats read cgroup files and the layer cache, never wait on a walk.
+	Stats(idOrPrefix string) (*container.Container, *container.Stats, error)
+	PodStats(podID string) (*container.Stats, []container.InterfaceStats, error)
 }
