@@ -197,6 +197,7 @@ func (m *Manager) RemovePod(ctx context.Context, podID string) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	m.stats.forget(podStatsKey(podID))
 	return m.shutdownMonitor(ctx, podID)
 }
 

@@ -75,8 +75,9 @@ func (s *statsState) forget(key string) {
 	delete(s.cpu, key)
 }
 
-// cgroupStats reads the cgroup's usage and derives the rate.
-func (m *Manager) cgroupStats(cgroup string, since time.Time) (*Stats, error) {
+// cgroupStats reads the cgroup's usage and derives the rate; key names the CPU sample
+// (the container's cgroup path, or podStatsKey).
+func (m *Manager) cgroupStats(key, cgroup string, since time.Time) (*Stats, error) {
 	cs, err := m.o.Cgroups.Stats(cgroup)
 	if err != nil {
 		return nil, err
@@ -92,7 +93,7 @@ func (m *Manager) cgroupStats(cgroup string, since time.Time) (*Stats, error) {
 		MajorPageFaults:  cs.MajorPageFaults,
 		Processes:        cs.Pids,
 	}
-	st.CPUNanoCores, st.CPURateKnown = m.stats.cpuRate(cgroup, cs.Timestamp, cs.CPUUsageNanos, since)
+	st.CPUNanoCores, st.CPURateKnown = m.stats.cpuRate(key, cs.Timestamp, cs.CPUUsageNanos, since)
 	return st, nil
 }
 
@@ -107,7 +108,7 @@ func (m *Manager) Stats(idOrPrefix string) (*Container, *Stats, error) {
 	c := e.get()
 	st := &Stats{Timestamp: time.Now()}
 	if c.CgroupPath != "" && c.State != StateExited {
-		cst, err := m.cgroupStats(c.CgroupPath, c.StartedAt)
+		cst, err := m.cgroupStats(c.CgroupPath, c.CgroupPath, c.StartedAt)
 		if err != nil && c.State == StateRunning {
 			return nil, nil, fmt.Errorf("stats of container %s: %w", c.ID, err)
 		}
@@ -128,7 +129,7 @@ func (m *Manager) PodStats(podID string) (*Stats, []InterfaceStats, error) {
 	}
 	st := &Stats{Timestamp: time.Now()}
 	if sb.CgroupParent != "" && m.o.Cgroups.Exists(sb.CgroupParent) {
-		if st, err = m.cgroupStats(sb.CgroupParent, sb.CreatedAt); err != nil {
+		if st, err = m.cgroupStats(podStatsKey(sb.ID), sb.CgroupParent, sb.CreatedAt); err != nil {
 			return nil, nil, fmt.Errorf("stats of pod sandbox %s: %w", sb.ID, err)
 		}
 	}
@@ -153,3 +154,6 @@ func (m *Manager) forgetStats(c *Container) {
 	}
 	m.stats.layers.forget(c.ID)
 }
+
+// podStatsKey names a pod's CPU sample; RemovePod forgets it.
+func podStatsKey(podID string) string { return "pod:" + podID }

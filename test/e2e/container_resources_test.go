@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -65,9 +66,8 @@ func startBusybox(t *testing.T, c runtimeapi.RuntimeServiceClient, d *daemon, po
 	return cr.ContainerId
 }
 
-// cgroupFile reads a file of the container's cgroup on the host, found from the cgroups
-// path in its verbose status.
-func cgroupFile(t *testing.T, c runtimeapi.RuntimeServiceClient, id, controller, file string) string {
+// cgroupsPath is the container's cgroup (cgroupfs path), from its verbose status.
+func cgroupsPath(t *testing.T, c runtimeapi.RuntimeServiceClient, id string) string {
 	t.Helper()
 	st, err := c.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
 	if err != nil {
@@ -83,8 +83,14 @@ func cgroupFile(t *testing.T, c runtimeapi.RuntimeServiceClient, id, controller,
 	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.RuntimeSpec.Linux.CgroupsPath == "" {
 		t.Fatalf("cgroups path of %s: %v (%s)", id, err, st.Info["info"])
 	}
+	return info.RuntimeSpec.Linux.CgroupsPath
+}
+
+// readCgroupFile reads a file of a cgroup on the host.
+func readCgroupFile(t *testing.T, p, controller, file string) string {
+	t.Helper()
 	m := cgroups.New()
-	dirs, err := m.Dirs(info.RuntimeSpec.Linux.CgroupsPath)
+	dirs, err := m.Dirs(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +103,12 @@ func cgroupFile(t *testing.T, c runtimeapi.RuntimeServiceClient, id, controller,
 		t.Fatalf("read %s: %v", file, err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// cgroupFile reads a file of the container's cgroup on the host.
+func cgroupFile(t *testing.T, c runtimeapi.RuntimeServiceClient, id, controller, file string) string {
+	t.Helper()
+	return readCgroupFile(t, cgroupsPath(t, c, id), controller, file)
 }
 
 // TestContainerResources checks that the limits asked for are the ones in the container's
@@ -177,6 +189,15 @@ func TestContainerResources(t *testing.T) {
 	if _, err := c.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: "nosuchcontainer",
 		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 1 << 30}}); status.Code(err) != codes.NotFound {
 		t.Errorf("update of an unknown container: %v, want NotFound", err)
+	}
+
+	// The pod-level update still reaches the pod cgroup, the container's parent.
+	if _, err := c.UpdatePodSandboxResources(ctx, &runtimeapi.UpdatePodSandboxResourcesRequest{PodSandboxId: podID,
+		Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 256 << 20}}); err != nil {
+		t.Fatalf("update pod resources: %v", err)
+	}
+	if got := readCgroupFile(t, path.Dir(cgroupsPath(t, c, id)), "memory", memFile); got != itoa(256<<20) {
+		t.Errorf("pod %s = %s, want %d", memFile, got, 256<<20)
 	}
 
 	checkBusyStats(t, c, podID, id)
