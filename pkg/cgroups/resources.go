@@ -54,9 +54,10 @@ type DeviceRule struct {
 
 func i64(v int64) *int64 { return &v }
 
-// DefaultDeviceRules are the devices every container may use, the set runc allows: the
-// nodes the init binds into /dev (null, zero, full, random, urandom, tty), the devpts
-// instance's ptmx and its pts replicas. They follow a deny-all rule: anything else, a host
+// DefaultDeviceRules are the devices every container may use, the set containerd's
+// default spec allows: the nodes the init binds into /dev (null, zero, full, random,
+// urandom, tty), the console, the devpts instance's ptmx and its pts replicas, and
+// /dev/net/tun (creating a tun device still needs CAP_NET_ADMIN). They follow a deny-all rule: anything else, a host
 // disk in particular, cannot be opened or created even by a process with CAP_MKNOD.
 func DefaultDeviceRules() []DeviceRule {
 	c := func(major, minor int64) DeviceRule {
@@ -71,6 +72,7 @@ func DefaultDeviceRules() []DeviceRule {
 		c(1, 3), c(1, 5), c(1, 7), c(1, 8), c(1, 9), // null zero full random urandom
 		c(5, 0), c(5, 1), c(5, 2), // tty console ptmx
 		c(136, -1), // pts/*
+		c(10, 200), // net/tun
 	}
 }
 
