@@ -1,6 +1,10 @@
 package container
 
-import "github.com/cri-mini/cri-mini/pkg/cgroups"
+import (
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
+)
 
 // oomBaseline attributes OOM kills to one run of a container: the cgroup's kill counter
 // (v1 memory.oom_control oom_kill, v2 memory.events oom_kill) is read when the process is
@@ -34,4 +38,17 @@ func (b oomBaseline) killedSince() bool {
 	}
 	n, err := b.cgm.OOMKillCount(b.cgroup)
 	return err == nil && n > b.start
+}
+
+// clampOOMScoreAdj raises the spec's oom_score_adj to what the spawning process (the
+// monitor, whose value the init inherits) may give its child. The daemon clamped it with
+// its own value already; the monitor's may differ if someone changed it since.
+func clampOOMScoreAdj(spec *specs.Spec) {
+	if spec.Process == nil || spec.Process.OOMScoreAdj == nil {
+		return
+	}
+	if floor := hostOOMScoreAdjFloor(); *spec.Process.OOMScoreAdj < floor {
+		v := floor
+		spec.Process.OOMScoreAdj = &v
+	}
 }

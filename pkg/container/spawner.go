@@ -47,6 +47,7 @@ func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor
 	if cgm == nil {
 		cgm = cgroups.New()
 	}
+	clampOOMScoreAdj(cfg.Spec)
 	oom := newOOMBaseline(cgm, cfg.Spec.Linux.CgroupsPath)
 	c, err := runtime.Create(ctx, cfg.Spec, nil, runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}, cgm)
 	if err != nil {
