@@ -137,6 +137,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	m.mu.Lock()
 	m.byID[id] = &entry{rec: c}
 	m.mu.Unlock()
+	m.stats.layers.get(m.ctx, id, upperDir(c.RootfsDir), &m.wg) // the first walk, while the layer is empty (fsusage.go)
 	logger.V(2).Info("Container created", "containerID", id, "podSandboxID", sb.ID, "image", cfg.Image, "pid", st.Pid)
 	out := c
 	return &out, nil

@@ -19,9 +19,6 @@ import (
 const (
 	// layerTTL is how old a writable layer figure may be before a new walk starts.
 	layerTTL = 10 * time.Second
-	// firstWalkWait bounds how long a stats call waits for a container's first walk;
-	// after it the call answers without the layer and the walk goes on in the background.
-	firstWalkWait = 200 * time.Millisecond
 )
 
 // upperDir is the container's writable layer (see runtime.MountRootfs).
@@ -34,14 +31,17 @@ type layerCache struct {
 }
 
 type layerEntry struct {
-	usage *LayerUsage
-	walk  chan struct{} // closed when the running walk ends; nil when none runs
+	usage   *LayerUsage
+	walking bool
 }
 
-// get returns a copy of the cached usage of dir, starting a walk when there is none or
-// it is older than layerTTL. Walks run on wg and end with ctx.
+// get returns a copy of the cached usage of dir (nil before the first walk finished),
+// starting a walk when there is none or it is older than layerTTL. It never waits for a
+// walk: a list of many containers must not add up their disk time. Walks run on wg and
+// end with ctx. Create starts each container's first walk, while its layer is still empty.
 func (lc *layerCache) get(ctx context.Context, id, dir string, wg *sync.WaitGroup) *LayerUsage {
 	lc.mu.Lock()
+	defer lc.mu.Unlock()
 	if lc.entries == nil {
 		lc.entries = map[string]*layerEntry{}
 	}
@@ -50,34 +50,20 @@ func (lc *layerCache) get(ctx context.Context, id, dir string, wg *sync.WaitGrou
 		e = &layerEntry{}
 		lc.entries[id] = e
 	}
-	if e.walk == nil && (e.usage == nil || time.Since(e.usage.Timestamp) > layerTTL) {
-		done := make(chan struct{})
-		e.walk = done
+	if !e.walking && ctx.Err() == nil && (e.usage == nil || time.Since(e.usage.Timestamp) > layerTTL) {
+		e.walking = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			u, err := walkUsage(ctx, dir)
 			lc.mu.Lock()
+			defer lc.mu.Unlock()
 			if err == nil {
 				e.usage = u
 			}
-			e.walk = nil
-			lc.mu.Unlock()
-			close(done)
+			e.walking = false
 		}()
 	}
-	walk, have := e.walk, e.usage != nil
-	lc.mu.Unlock()
-	if !have && walk != nil {
-		t := time.NewTimer(firstWalkWait)
-		select {
-		case <-walk:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
 	if e.usage == nil {
 		return nil
 	}
