@@ -137,7 +137,7 @@ func TestLayerCache(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); wg.Wait() }()
 	u := lc.get(ctx, "c1", dir, &wg)
-	for i := 0; u == nil && i < 50; i++ { // the first walk may outlast firstWalkWait on a busy host
+	for i := 0; u == nil && i < 50; i++ { // get never waits: poll until the walk it started is done
 		time.Sleep(20 * time.Millisecond)
 		u = lc.get(ctx, "c1", dir, &wg)
 	}
