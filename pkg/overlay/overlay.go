@@ -42,13 +42,17 @@ func Mount(o Options, target string) error {
 		return errors.New("overlay: upper and work dirs go together")
 	}
 	err := mountNewAPI(o, target)
-	if errors.Is(err, errNoLowerdirPlus) {
-		return mountLegacy(o, target)
+	if !errors.Is(err, unix.EINVAL) {
+		return err
 	}
-	return err
+	// Before 6.8 overlay took its options as one legacy data string: fsconfig accepts any
+	// key into it and the kernel refuses "lowerdir+" only when the string is parsed, with
+	// EINVAL at create (or at a set, once the string outgrows a page).
+	if lerr := mountLegacy(o, target); lerr != nil {
+		return fmt.Errorf("%w (with lowerdir+: %v)", lerr, err)
+	}
+	return nil
 }
-
-var errNoLowerdirPlus = errors.New("the kernel has no overlay lowerdir+ option")
 
 func mountNewAPI(o Options, target string) error {
 	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
@@ -56,13 +60,8 @@ func mountNewAPI(o Options, target string) error {
 		return fmt.Errorf("fsopen overlay: %w", err)
 	}
 	defer unix.Close(fsfd)
-	for i, l := range o.Lowers {
+	for _, l := range o.Lowers {
 		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
-			// An unknown option is EINVAL before 6.8; on the first layer that means the
-			// option itself is missing, not that this layer is wrong.
-			if i == 0 && errors.Is(err, unix.EINVAL) {
-				return errNoLowerdirPlus
-			}
 			return fmt.Errorf("overlay lowerdir+ %s: %w", l, err)
 		}
 	}
