@@ -18,7 +18,7 @@ cd "${REPO_ROOT}"
 
 # The e2e tests that check isolation and limits from inside a container; they use host-network
 # pods so that the guest needs no CNI plugins and no iptables.
-VM_E2E_RUN='TestContainerLifecycle|TestCgroupV2'
+VM_E2E_RUN='TestIsolation'
 run_regex="${VM_E2E_RUN}"
 unit_pkgs="./pkg/cgroups ./pkg/overlay"
 timeout_s=900
