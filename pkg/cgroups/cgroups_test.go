@@ -105,7 +105,9 @@ func TestCreateUpdateRemove(t *testing.T) {
 	}
 	memFile, cpuFile, want := "memory.limit_in_bytes", "cpu.shares", "512"
 	if m.IsV2() {
-		memFile, cpuFile, want = "memory.max", "cpu.weight", "20"
+		// Shares map to weight the way runc 1.3+ and the kubelet do: 1024 shares (one CPU)
+		// is weight 100, and 512 shares is ceil(10^((9²+125·9)/612 - 7/34)) = 59.
+		memFile, cpuFile, want = "memory.max", "cpu.weight", "59"
 	}
 	if got := readFirst(t, dirs, "memory", memFile); got != "134217728" {
 		t.Errorf("%s = %s", memFile, got)

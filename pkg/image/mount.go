@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/overlay"
 )
 
 // MountReadOnly mounts the layers of the image ref names read-only at target (an existing
@@ -29,7 +31,7 @@ func (s *Service) MountReadOnly(ctx context.Context, ref, target string) error {
 	for i, d := range dirs {
 		abs[i] = filepath.Join(base, d)
 	}
-	if err := overlayReadOnly(abs, target); err != nil {
+	if err := overlay.Mount(overlay.Options{Lowers: abs, ReadOnly: true}, target); err != nil {
 		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Image mounted read-only", "image", ref, "target", target, "layers", len(dirs))
@@ -53,34 +55,6 @@ func bindReadOnly(src, target string) error {
 	if err := unix.Mount("", target, "", flags, ""); err != nil {
 		unix.Unmount(target, unix.MNT_DETACH)
 		return fmt.Errorf("remount %s read-only: %w", target, err)
-	}
-	return nil
-}
-
-// overlayReadOnly mounts an overlay of lower dirs (top first) with the new mount API, adding one
-// "lowerdir+" per layer (Linux 6.8+): no single mount-data string, so no 4096-byte page limit
-// and no need to chdir, which would change the cwd of every thread of the daemon.
-func overlayReadOnly(lowers []string, target string) error {
-	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fsopen overlay: %w", err)
-	}
-	defer unix.Close(fsfd)
-	for _, l := range lowers {
-		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
-			return fmt.Errorf("overlay lowerdir+ %s: %w", l, err)
-		}
-	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("create overlay of %d layers: %w", len(lowers), err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV)
-	if err != nil {
-		return fmt.Errorf("fsmount overlay: %w", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move overlay mount to %s: %w", target, err)
 	}
 	return nil
 }

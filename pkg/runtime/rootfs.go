@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/overlay"
 )
 
 // Rootfs is a container's writable root: an overlay of the image's layers with the
@@ -20,11 +22,7 @@ type Rootfs struct {
 // directory names under base, top layer first, as image.LowerDirs returns them) on
 // Dir/rootfs. On error nothing it created is left behind.
 //
-// The overlay is built with the new mount API, one "lowerdir+" per layer (Linux 6.8+). The
-// classic mount(2) takes all options in one 4096-byte page, which a deep image overflows
-// with absolute paths; the usual workaround, chdir into the layer base and pass short
-// relative paths, changes the working directory of every thread of the process (threads
-// share fs_struct), which a multithreaded monitor cannot afford.
+// pkg/overlay explains how deep images fit the kernel's limits on overlay options.
 func MountRootfs(base string, layers []string, dir string) (_ *Rootfs, retErr error) {
 	r := &Rootfs{Dir: dir, Path: filepath.Join(dir, "rootfs")}
 	if _, err := os.Stat(dir); err == nil {
@@ -57,41 +55,11 @@ func MountRootfs(base string, layers []string, dir string) (_ *Rootfs, retErr er
 		}
 		lowers = append(lowers, empty)
 	}
-	if err := mountOverlay(lowers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), r.Path); err != nil {
+	o := overlay.Options{Lowers: lowers, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work")}
+	if err := overlay.Mount(o, r.Path); err != nil {
 		return nil, err
 	}
 	return r, nil
-}
-
-func mountOverlay(lowers []string, upper, work, target string) error {
-	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fsopen overlay: %w", err)
-	}
-	defer unix.Close(fsfd)
-	for _, l := range lowers {
-		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
-			return fmt.Errorf("overlay lowerdir+ %s (needs Linux 6.8 or later): %w", l, err)
-		}
-	}
-	if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
-		return fmt.Errorf("overlay upperdir %s: %w", upper, err)
-	}
-	if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
-		return fmt.Errorf("overlay workdir %s: %w", work, err)
-	}
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return fmt.Errorf("create overlay of %d layers: %w", len(lowers), err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("fsmount overlay: %w", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("move overlay mount to %s: %w", target, err)
-	}
-	return nil
 }
 
 // RemoveRootfs unmounts the container's rootfs and removes its directory. It is idempotent,

@@ -24,11 +24,15 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/cni/cnitest"
 )
 
-// testImagesDir is the OCI layout of test images that test/critest/run.sh builds.
+// testImagesDir is the OCI layout of test images that test/critest/run.sh builds, or
+// $CRI_MINI_TEST_IMAGES (a test binary run on another machine, such as the cgroup v2 VM).
 func testImagesDir(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Join(filepath.Dir(file), "..", "..", "_output", "test-images")
+	if d := os.Getenv("CRI_MINI_TEST_IMAGES"); d != "" {
+		dir = d
+	}
 	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
 		t.Skipf("no test images in %s (test/critest/run.sh builds them): %v", dir, err)
 	}
