@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	criserver "k8s.io/cri-streaming/pkg/streaming"
 	"k8s.io/klog/v2"
 
@@ -40,11 +39,15 @@ type Options struct {
 
 // Server is a running streaming server.
 type Server struct {
-	cri   criserver.Server
-	http  *http.Server
-	conns *connSet
-	done  chan error
-	addr  string
+	cri      criserver.Server
+	rt       *runtimeAdapter
+	idle     time.Duration
+	sessions *sessions
+	http     *http.Server
+	conns    *connSet
+	done     chan error
+	addr     string
+	tls      bool
 }
 
 // Start listens on the configured address (port 0 picks a free one) and serves until
@@ -76,16 +79,17 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		cfg.StreamCreationTimeout = o.StreamCreationTimeout
 	}
 	cfg.TLSConfig = tlsConfig
-	cri, err := criserver.NewServer(cfg, &runtimeAdapter{o: o})
+	rt := &runtimeAdapter{o: o}
+	cri, err := criserver.NewServer(cfg, rt)
 	if err != nil {
 		return nil, fmt.Errorf("streaming: new server: %w", err)
 	}
-	s := &Server{cri: cri, conns: newConnSet(), done: make(chan error, 1), addr: cfg.Addr}
+	s := &Server{cri: cri, rt: rt, idle: cfg.StreamIdleTimeout, sessions: newSessions(), conns: newConnSet(),
+		done: make(chan error, 1), addr: cfg.Addr, tls: tlsConfig != nil}
 	s.http = &http.Server{
-		Handler:           s.conns.track(cri),
+		Handler:           s.conns.track(s),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ConnContext:       s.conns.connContext,
-		ErrorLog:          nil,
 	}
 	var served net.Listener = lis
 	if tlsConfig != nil {
@@ -101,21 +105,6 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.addr }
-
-// GetExec checks req and returns the URL of a one-shot exec session.
-func (s *Server) GetExec(req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	return s.cri.GetExec(req)
-}
-
-// GetAttach checks req and returns the URL of a one-shot attach session.
-func (s *Server) GetAttach(req *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return s.cri.GetAttach(req)
-}
-
-// GetPortForward returns the URL of a one-shot port-forward session.
-func (s *Server) GetPortForward(req *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	return s.cri.GetPortForward(req)
-}
 
 // Close stops accepting, closes every connection, including the upgraded ones the HTTP
 // server no longer knows about (which ends their sessions and kills their exec
