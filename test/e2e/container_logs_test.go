@@ -67,14 +67,19 @@ func newPodEnv(t *testing.T, name string) *podEnv {
 // run creates and starts a busybox container running script, logging to logPath.
 func (e *podEnv) run(t *testing.T, name, script, logPath string) string {
 	t.Helper()
+	return e.runConfig(t, &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: "busybox"},
+		Command:  []string{"sh", "-c", script},
+		LogPath:  logPath,
+	})
+}
+
+// runConfig creates and starts a container.
+func (e *podEnv) runConfig(t *testing.T, cfg *runtimeapi.ContainerConfig) string {
+	t.Helper()
 	ctx := context.Background()
-	cr, err := e.c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: e.podID, SandboxConfig: e.podCfg,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: name},
-			Image:    &runtimeapi.ImageSpec{Image: "busybox"},
-			Command:  []string{"sh", "-c", script},
-			LogPath:  logPath,
-		}})
+	cr, err := e.c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: e.podID, SandboxConfig: e.podCfg, Config: cfg})
 	if err != nil {
 		t.Fatalf("create container: %v\n%s", err, e.d.output.String())
 	}
