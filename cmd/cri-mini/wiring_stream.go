@@ -19,6 +19,7 @@ func startStreaming(ctx context.Context, cfg config.Config, d *daemon) (*streami
 	s, err := streaming.Start(ctx, streaming.Options{
 		Config:    cfg.Streaming,
 		Exec:      d.ctrs,
+		Attach:    d.ctrs,
 		Sandboxes: d.pods,
 	})
 	if err != nil {
