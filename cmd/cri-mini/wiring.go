@@ -15,6 +15,7 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/image"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 	"github.com/cri-mini/cri-mini/pkg/store"
+	"github.com/cri-mini/cri-mini/pkg/streaming"
 )
 
 // daemon holds the services wired together for one run of the daemon.
@@ -25,6 +26,7 @@ type daemon struct {
 	ctrs   *container.Manager
 	images *image.Service
 	admin  *adminServer
+	stream *streaming.Server
 	server *cri.Server
 }
 
@@ -107,6 +109,10 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.stream, err = startStreaming(ctx, cfg, d)
+	if err != nil {
+		return nil, err
+	}
 	d.server = cri.NewServer(cri.Options{
 		Version:    version,
 		Config:     cfg,
@@ -115,6 +121,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		PodNetwork: d.cni,
 		Images:     d.images,
 		Containers: d.ctrs,
+		Streaming:  d.stream,
 	})
 	return d, nil
 }
@@ -124,6 +131,10 @@ func (d *daemon) close() error {
 	// The admin socket goes first: an import in flight finishes before the store closes.
 	if d.admin != nil {
 		errs = append(errs, d.admin.close())
+	}
+	// Streaming sessions end before the managers they use close.
+	if d.stream != nil {
+		errs = append(errs, closeStreaming(d.stream))
 	}
 	// Pods are left alone: their namespaces and monitors outlive the daemon.
 	if d.ctrs != nil {

@@ -124,7 +124,9 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	if err != nil {
 		return nil, err
 	}
-	st, err := cl.Create(ctx, id, monitor.CreateOptions{LogPath: c.LogPath, TTY: cfg.TTY, Stdin: cfg.Stdin, Config: raw})
+	st, err := cl.Create(ctx, id, monitor.CreateOptions{
+		LogPath: c.LogPath, TTY: cfg.TTY, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Config: raw,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create container %s in monitor: %w", id, err)
 	}

@@ -36,6 +36,8 @@ type Options struct {
 	Images ImageService
 	// Containers runs the containers behind the Container RPCs.
 	Containers ContainerManager
+	// Streaming serves the Exec, Attach and PortForward sessions.
+	Streaming StreamServer
 }
 
 // Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet

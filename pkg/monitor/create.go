@@ -164,6 +164,7 @@ func (s *Server) Create(ctx context.Context, id string, opts CreateOptions) (_ C
 // register publishes a spawned container and starts copying its output.
 func (s *Server) register(ctx context.Context, c *container, proc Process, sio *stdio) ContainerState {
 	c.stdin = sio.stdin
+	c.hub = newAttachHub(c.opts, sio)
 	c.startCopy(ctx, &s.wg, sio.stdout, logs.Stdout)
 	if sio.stderr != nil {
 		c.startCopy(ctx, &s.wg, sio.stderr, logs.Stderr)
@@ -195,9 +196,11 @@ func (s *Server) dropUnclaimed() {
 func (c *container) startCopy(ctx context.Context, wg *sync.WaitGroup, r *os.File, stream string) {
 	c.copiers.Add(1)
 	wg.Add(1)
+	c.hub.addStream()
 	go func() {
 		defer wg.Done()
 		defer c.copiers.Done()
+		defer c.hub.streamDone()
 		defer r.Close()
 		var w io.Writer = io.Discard
 		var ls *logs.Stream
@@ -205,7 +208,12 @@ func (c *container) startCopy(ctx context.Context, wg *sync.WaitGroup, r *os.Fil
 			ls = c.log.NewStream(stream)
 			w = ls
 		}
-		if err := copyOutput(w, r); err != nil {
+		frame := frameStdout
+		if stream == logs.Stderr {
+			frame = frameStderr
+		}
+		tap := func(p []byte) { c.hub.broadcast(frame, p) }
+		if err := copyOutput(w, r, tap); err != nil {
 			klog.FromContext(ctx).Error(err, "Copying container output", "containerID", c.id, "stream", stream)
 		}
 		if ls != nil {
@@ -216,15 +224,19 @@ func (c *container) startCopy(ctx context.Context, wg *sync.WaitGroup, r *os.Fil
 	}()
 }
 
-// copyOutput drains r into w. A write error is reported once but reading goes on: a full
-// disk must not block the container on a full pipe.
-func copyOutput(w io.Writer, r io.Reader) error {
+// copyOutput drains r into w and hands every chunk to tap (attached clients). A write error
+// is reported once but reading goes on: a full disk must not block the container on a full
+// pipe, nor stop what attached clients see.
+func copyOutput(w io.Writer, r io.Reader, tap func([]byte)) error {
 	buf := make([]byte, 8192)
 	var werr error
 	for {
 		n, err := r.Read(buf)
 		if n > 0 && werr == nil {
 			_, werr = w.Write(buf[:n])
+		}
+		if n > 0 {
+			tap(buf[:n])
 		}
 		switch {
 		case err == nil:

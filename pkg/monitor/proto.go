@@ -23,6 +23,9 @@ const (
 	opReopen   = "reopenLog"
 	opRemove   = "remove"
 	opShutdown = "shutdown"
+	// opAttach turns the connection into a framed stream of one container's stdio
+	// (attach.go); no further requests are read on it.
+	opAttach = "attach"
 )
 
 // maxMessage bounds one request or response line (a container config is tens of KiB).
@@ -36,6 +39,8 @@ type Request struct {
 	Signal int            `json:"signal,omitempty"`
 	// TimeoutMillis bounds a wait; the client derives it from its context.
 	TimeoutMillis int64 `json:"timeoutMillis,omitempty"`
+	// AttachStdin makes an attach write the client's stdin to the container's.
+	AttachStdin bool `json:"attachStdin,omitempty"`
 }
 
 // CreateOptions describe a container to create.
@@ -46,6 +51,8 @@ type CreateOptions struct {
 	// Stdin keeps a pipe (or the terminal) to the container's stdin open in the monitor so
 	// that attach can write to it later; without it stdin is /dev/null.
 	Stdin bool `json:"stdin,omitempty"`
+	// StdinOnce closes the container's stdin when the first attached client's stdin ends.
+	StdinOnce bool `json:"stdinOnce,omitempty"`
 	// Config is passed to the Spawner unread.
 	Config json.RawMessage `json:"config,omitempty"`
 }

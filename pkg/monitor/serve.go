@@ -53,6 +53,9 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, shutdown context.
 		resp := Response{}
 		if err := json.Unmarshal(line, &req); err != nil {
 			resp = errorResponse(fmt.Errorf("decode request: %v: %w", err, ErrInvalid))
+		} else if req.Op == opAttach {
+			s.serveAttach(ctx, conn, rd, &req)
+			return
 		} else {
 			log.V(4).Info("Monitor request", "op", req.Op, "containerID", req.ID)
 			resp = s.handle(ctx, &req)

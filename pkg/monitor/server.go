@@ -50,6 +50,7 @@ type container struct {
 	exited  chan struct{} // closed once the exit record is written
 	log     *logs.File    // nil when output is discarded
 	stdin   *os.File      // monitor's end of stdin (pipe write end or pty master), or nil
+	hub     *attachHub    // attached clients; set before the container is published
 	copiers sync.WaitGroup
 }
 

@@ -194,12 +194,25 @@ func setupDev(root *os.File, rootfs string, spec *specs.Spec) error {
 	if spec.Process.Terminal {
 		// The terminal is the init's stdin (the pty replica the spawner passed).
 		if err := mountOne(root, rootfs, specs.Mount{
-			Destination: "/dev/console", Type: "bind", Source: "/proc/self/fd/0", Options: []string{"bind"},
+			Destination: "/dev/console", Type: "bind", Source: consoleSource(), Options: []string{"bind"},
 		}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// consoleSource names the terminal on stdin by a path of this mount namespace. A bind from
+// /proc/self/fd/0 fails with EINVAL: the descriptor was opened before the namespace was
+// cloned, so its mount belongs to the parent's namespace (do_loopback's check_mnt). The
+// copy of the host's /dev/pts in this namespace holds the same replica, by the name the
+// descriptor has (the rootfs is not pivoted yet).
+func consoleSource() string {
+	name, err := os.Readlink("/proc/self/fd/0")
+	if err == nil && strings.HasPrefix(name, "/dev/pts/") && filepath.Clean(name) == name {
+		return name
+	}
+	return "/proc/self/fd/0"
 }
 
 func mknodDevice(root *os.File, d specs.LinuxDevice) error {

@@ -6,7 +6,8 @@
 #   - starts cri-mini with temporary root and state dirs and a test-only bridge and subnet;
 #   - runs critest and checks the result against expected-failures.txt.
 # Usage: test/critest/run.sh [--benchmark] [extra critest flags...]
-# Env: CRI_MINI_BIN (a prebuilt daemon), CRITEST_PARALLEL (default 2), CRITEST_KEEP=1 keeps the work dir for debugging.
+# Env: CRI_MINI_BIN (a prebuilt daemon), CRITEST_PARALLEL (default 2), CRITEST_KEEP=1 keeps the work dir for debugging,
+#      CRITEST_WEBSOCKET=0 skips the second, WebSocket run of the Streaming specs (full runs only).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -135,7 +136,19 @@ set +e
 critest -runtime-endpoint "$endpoint" -image-endpoint "$endpoint" -parallel "$parallel" \
 	-ginkgo.no-color -ginkgo.junit-report "$repo/$reports/junit.xml" "$@" >"$reports/critest.log" 2>&1
 critest_rc=$?
+check_rc=0
+"$bin/junitcheck" -junit "$reports/junit.xml" -expected "$here/expected-failures.txt" || check_rc=$?
+# A full run also runs the streaming specs over WebSocket (what kubectl and crictl use
+# since Kubernetes 1.31/1.36), against the same daemon. CRITEST_WEBSOCKET=0 skips it.
+if [[ $# == 0 && ${CRITEST_WEBSOCKET:-1} == 1 ]]; then
+	log "running the Streaming specs over WebSocket"
+	critest -runtime-endpoint "$endpoint" -image-endpoint "$endpoint" -parallel "$parallel" \
+		-ginkgo.no-color -ginkgo.focus=Streaming -websocket-exec -websocket-attach -websocket-portforward \
+		-ginkgo.junit-report "$repo/$reports/junit-websocket.xml" >"$reports/critest-websocket.log" 2>&1
+	log "critest over WebSocket exited $?; log in $reports/critest-websocket.log"
+	"$bin/junitcheck" -junit "$reports/junit-websocket.xml" -expected "$here/expected-failures.txt" || check_rc=$?
+fi
 set -e
 cp "$work/cri-mini.log" "$reports/cri-mini.log"
 log "critest exited $critest_rc; log in $reports/critest.log, daemon log in $reports/cri-mini.log"
-"$bin/junitcheck" -junit "$reports/junit.xml" -expected "$here/expected-failures.txt"
+exit $check_rc

@@ -338,8 +338,9 @@ func assertNothingLeft(t *testing.T, dirs daemonDirs, podID string) {
 }
 
 // TestContainerSurvivesDaemonKill kills the daemon with SIGKILL while a container runs and
-// checks that the restarted daemon reports it RUNNING from its monitor, notices its exit
-// when it is killed from outside, and removes the pod completely.
+// checks that the restarted daemon reports it RUNNING from its monitor with the same pid,
+// that its log has no gap across the restart, that it notices its exit when it is killed
+// from outside, and that it removes the pod completely.
 func TestContainerSurvivesDaemonKill(t *testing.T) {
 	cniBin := cnitest.BinDir(t)
 	cnitest.NeedRoot(t)
@@ -353,16 +354,19 @@ func TestContainerSurvivesDaemonKill(t *testing.T) {
 	if _, err := imageClient(t, dirs.socket).PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
 		t.Fatalf("pull busybox: %v\n%s", err, first.output.String())
 	}
-	podCfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "kill-pod", Namespace: "e2e", Uid: "e2e-kill-uid"}}
+	logDir := filepath.Join(dirs.base, "logs")
+	podCfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "kill-pod", Namespace: "e2e", Uid: "e2e-kill-uid"},
+		LogDirectory: logDir}
 	pr, err := c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
 	if err != nil {
 		t.Fatalf("run pod: %v\n%s", err, first.output.String())
 	}
 	podID := pr.PodSandboxId
 	cr, err := c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: podCfg, Config: &runtimeapi.ContainerConfig{
-		Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
+		Metadata: &runtimeapi.ContainerMetadata{Name: "counter"},
 		Image:    &runtimeapi.ImageSpec{Image: "busybox"},
-		Command:  []string{"sleep", "3600"},
+		Command:  []string{"sh", "-c", counterScript},
+		LogPath:  "counter/0.log",
 	}})
 	if err != nil {
 		t.Fatalf("create container: %v\n%s", err, first.output.String())
@@ -371,10 +375,15 @@ func TestContainerSurvivesDaemonKill(t *testing.T) {
 	if _, err := c.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); err != nil {
 		t.Fatalf("start container: %v\n%s", err, first.output.String())
 	}
+	pid := containerPid(t, c, id)
+	logPath := filepath.Join(logDir, "counter", "0.log")
+	waitNumbers(t, logPath, 3)
 	if err := first.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	first.done <- <-first.done
+	downAt := len(logNumbers(t, logPath))
+	time.Sleep(time.Second) // the container keeps logging while no daemon runs
 
 	second := startDaemon(t, dirs.socket, "--config", cfgPath)
 	c = client(t, dirs.socket)
@@ -394,6 +403,10 @@ func TestContainerSurvivesDaemonKill(t *testing.T) {
 	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Pid <= 0 {
 		t.Fatalf("verbose info has no pid (%v): %s", err, st.Info["info"])
 	}
+	if info.Pid != pid {
+		t.Fatalf("pid %d after the restart, %d before", info.Pid, pid)
+	}
+	waitNumbers(t, logPath, downAt+15)
 	if err := syscall.Kill(info.Pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill container pid %d: %v", info.Pid, err)
 	}
@@ -401,6 +414,7 @@ func TestContainerSurvivesDaemonKill(t *testing.T) {
 	if st.Status.ExitCode != 137 || st.Status.Reason != "Error" {
 		t.Fatalf("exit %d reason %q, want 137 Error", st.Status.ExitCode, st.Status.Reason)
 	}
+	checkContiguous(t, "log across the daemon restart", logNumbers(t, logPath))
 	if _, err := c.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
 		t.Fatalf("remove pod: %v\n%s", err, second.output.String())
 	}

@@ -1,0 +1,336 @@
+package monitor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
+)
+
+// maxClientBacklog bounds the output queued for one attached client. A client that falls
+// this far behind is dropped: the container's output copiers never wait for a client, so a
+// slow or dead client cannot block the container (on a full pipe) or its log.
+const maxClientBacklog = 256 << 10
+
+// endWriteTimeout bounds flushing the last output and the end frame to a client.
+const endWriteTimeout = 5 * time.Second
+
+// attachHub fans a container's output out to its attached clients and funnels their stdin
+// and resizes into the container.
+type attachHub struct {
+	stdin     *os.File // monitor's end of the container's stdin, nil without stdin
+	term      *os.File // terminal master (for resizes), nil without a tty
+	stdinOnce bool
+
+	stdinMu sync.Mutex // one client's stdin chunk is written whole before another's
+
+	mu          sync.Mutex
+	clients     map[*attachClient]struct{}
+	streams     int           // output copiers still running
+	done        chan struct{} // closed once every copier has ended
+	stdinClosed bool
+}
+
+func newAttachHub(opts CreateOptions, sio *stdio) *attachHub {
+	h := &attachHub{stdin: sio.stdin, stdinOnce: opts.StdinOnce, done: make(chan struct{})}
+	if opts.TTY {
+		h.term = sio.stdout
+	}
+	return h
+}
+
+// addStream counts an output copier; called before it starts.
+func (h *attachHub) addStream() {
+	h.mu.Lock()
+	h.streams++
+	h.mu.Unlock()
+}
+
+// streamDone is called when a copier ends; the last one ends every attachment.
+func (h *attachHub) streamDone() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.streams--
+	if h.streams == 0 {
+		close(h.done)
+	}
+}
+
+// broadcast queues one chunk of output for every client. It never blocks on a client.
+func (h *attachHub) broadcast(kind byte, p []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for cl := range h.clients {
+		if !cl.enqueue(kind, p) {
+			delete(h.clients, cl)
+			cl.kill()
+		}
+	}
+}
+
+// add registers a client; false when the output has already ended.
+func (h *attachHub) add(cl *attachClient) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.done:
+		return false
+	default:
+	}
+	if h.clients == nil {
+		h.clients = map[*attachClient]struct{}{}
+	}
+	h.clients[cl] = struct{}{}
+	return true
+}
+
+func (h *attachHub) remove(cl *attachClient) {
+	h.mu.Lock()
+	delete(h.clients, cl)
+	h.mu.Unlock()
+}
+
+// writeStdin writes a client's chunk to the container's stdin; dropped without stdin or
+// once it was closed.
+func (h *attachHub) writeStdin(p []byte) error {
+	if h.stdin == nil {
+		return nil
+	}
+	h.mu.Lock()
+	closed := h.stdinClosed
+	h.mu.Unlock()
+	if closed {
+		return nil
+	}
+	h.stdinMu.Lock()
+	defer h.stdinMu.Unlock()
+	_, err := h.stdin.Write(p)
+	return err
+}
+
+// stdinEnded is called when an attached client's stdin ends. With stdin_once the
+// container's stdin is closed, so the process reads EOF (containerd and CRI-O do the
+// same). A terminal cannot be half-closed: the master is also the container's output, so
+// with a tty stdin stays open.
+func (h *attachHub) stdinEnded() {
+	if !h.stdinOnce || h.stdin == nil || h.term != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.stdinClosed {
+		h.stdinClosed = true
+		_ = h.stdin.Close()
+	}
+}
+
+// resize sets the terminal size; a no-op without a tty. Control holds a reference on the
+// descriptor, so a master closed by its copier is never confused with a reused number.
+func (h *attachHub) resize(width, height uint16) error {
+	if h.term == nil {
+		return nil
+	}
+	rc, err := h.term.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	err = rc.Control(func(fd uintptr) {
+		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: height, Col: width})
+	})
+	return errors.Join(err, ierr)
+}
+
+// serveAttach answers an attach request and then serves the connection as a stream of the
+// container's stdio until its output ends or the client goes away.
+func (s *Server) serveAttach(ctx context.Context, conn net.Conn, rd *bufio.Reader, req *Request) {
+	log := klog.FromContext(ctx).WithValues("containerID", req.ID)
+	s.mu.Lock()
+	c, err := s.lookup(req.ID)
+	var st ContainerState
+	if err == nil {
+		st = c.state()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		_ = writeResponse(conn, errorResponse(err))
+		return
+	}
+	cl := newAttachClient(conn)
+	// Registered before the answer is written: output produced once the client has its
+	// answer is queued for it, none is lost in between.
+	attached := c.hub.add(cl)
+	if err := writeResponse(conn, Response{State: &st}); err != nil {
+		c.hub.remove(cl)
+		return
+	}
+	log.V(2).Info("Client attached", "stdin", req.AttachStdin)
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); cl.writeLoop() }()
+	go func() {
+		if attached {
+			select {
+			case <-c.hub.done:
+			case <-c.exited: // a leaked grandchild may hold the output open
+			case <-cl.gone:
+			}
+			c.hub.remove(cl)
+		}
+		cl.end()
+	}()
+	c.readClient(rd, cl, req.AttachStdin)
+	c.hub.remove(cl)
+	cl.kill()
+	<-writerDone
+	log.V(2).Info("Client detached")
+}
+
+// readClient serves the frames a client sends until it goes away. Without attachStdin its
+// stdin frames are dropped.
+func (c *container) readClient(rd *bufio.Reader, cl *attachClient, attachStdin bool) {
+	stdinOpen := attachStdin
+	defer func() {
+		if stdinOpen {
+			c.hub.stdinEnded()
+		}
+	}()
+	buf := make([]byte, 0, 4096)
+	for {
+		kind, p, err := readFrame(rd, buf)
+		if err != nil {
+			return
+		}
+		buf = p[:0]
+		switch kind {
+		case frameStdin:
+			if stdinOpen {
+				_ = c.hub.writeStdin(p) // a container that closed its stdin drops input
+			}
+		case frameStdinClose:
+			if stdinOpen {
+				stdinOpen = false
+				c.hub.stdinEnded()
+			}
+		case frameResize:
+			w, h, err := decodeResize(p)
+			if err != nil {
+				return
+			}
+			_ = c.hub.resize(w, h) // the terminal may be gone with the container
+		default:
+			return
+		}
+	}
+}
+
+func writeResponse(conn net.Conn, resp Response) error {
+	out, err := json.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	_, err = conn.Write(append(out, '\n'))
+	return err
+}
+
+// attachClient is one attached connection's output queue and its writer's state.
+type attachClient struct {
+	conn net.Conn
+	gone chan struct{} // closed by kill
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	buf     []byte // encoded frames not yet written
+	ending  bool   // write what is queued, then the end frame, then close
+	dead    bool
+	endOnce sync.Once
+}
+
+func newAttachClient(conn net.Conn) *attachClient {
+	cl := &attachClient{conn: conn, gone: make(chan struct{})}
+	cl.cond = sync.NewCond(&cl.mu)
+	return cl
+}
+
+// enqueue queues a frame; false when the client's backlog overflowed (or it is gone).
+func (cl *attachClient) enqueue(kind byte, p []byte) bool {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.dead || cl.ending {
+		return !cl.dead
+	}
+	if len(cl.buf)+frameHeader+len(p) > maxClientBacklog {
+		return false
+	}
+	cl.buf = appendFrame(cl.buf, kind, p)
+	cl.cond.Signal()
+	return true
+}
+
+// kill drops the client at once: its connection is closed, which also ends its reader.
+func (cl *attachClient) kill() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.dead {
+		return
+	}
+	cl.dead = true
+	cl.buf = nil
+	close(cl.gone)
+	_ = cl.conn.Close()
+	cl.cond.Signal()
+}
+
+// end makes the writer flush the queue, send the end frame and half-close the connection.
+func (cl *attachClient) end() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.dead || cl.ending {
+		return
+	}
+	cl.ending = true
+	_ = cl.conn.SetWriteDeadline(time.Now().Add(endWriteTimeout))
+	cl.cond.Signal()
+}
+
+// writeLoop writes queued frames to the connection until the client is killed or ended.
+func (cl *attachClient) writeLoop() {
+	var out []byte
+	for {
+		cl.mu.Lock()
+		for len(cl.buf) == 0 && !cl.ending && !cl.dead {
+			cl.cond.Wait()
+		}
+		if cl.dead {
+			cl.mu.Unlock()
+			return
+		}
+		last := len(cl.buf) == 0 // then ending is set
+		out, cl.buf = cl.buf, out[:0]
+		cl.mu.Unlock()
+		if last {
+			out = appendFrame(out, frameEnd, nil)
+		}
+		if _, err := cl.conn.Write(out); err != nil {
+			cl.kill()
+			return
+		}
+		if last {
+			// Half-close rather than close: closing a unix socket with unread input resets
+			// it, and the client could lose the end of the output. The reader ends when
+			// the client closes, or at the deadline.
+			if cw, ok := cl.conn.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+				cl.kill()
+				return
+			}
+			_ = cl.conn.SetReadDeadline(time.Now().Add(endWriteTimeout))
+			return
+		}
+	}
+}
