@@ -86,6 +86,7 @@ type SpecOptions struct {
 	User        specs.User // resolved uid/gid/additional gids (see ResolveUser)
 	// CgroupNS requests a new cgroup namespace (what runc and containerd do on cgroup v2).
 	CgroupNS bool
+	Security Security
 }
 
 // BuildSpec builds the container's OCI runtime spec with the CRI's rules for command,
@@ -130,6 +131,9 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 			ReadonlyPaths:     DefaultReadonlyPaths(),
 			RootfsPropagation: "rslave",
 		},
+	}
+	if err := applySecurity(s, o.Security); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -17,6 +17,16 @@ import (
 // inside the rootfs (a symlinked /etc/passwd cannot make the host's file be read). extraGids
 // are added to the user's supplementary groups (CRI supplemental_groups).
 func ResolveUser(rootfs, spec string, extraGids []uint32) (specs.User, error) {
+	return resolveUser(rootfs, spec, extraGids, true)
+}
+
+// ResolveUserStrict is ResolveUser for the CRI's SupplementalGroupsPolicy Strict: the
+// groups the image's /etc/group gives the user are left out, only extraGids are added.
+func ResolveUserStrict(rootfs, spec string, extraGids []uint32) (specs.User, error) {
+	return resolveUser(rootfs, spec, extraGids, false)
+}
+
+func resolveUser(rootfs, spec string, extraGids []uint32, imageGroups bool) (specs.User, error) {
 	passwd, err := openInRootfs(rootfs, "/etc/passwd")
 	if err != nil {
 		return specs.User{}, err
@@ -46,7 +56,7 @@ func ResolveUser(rootfs, spec string, extraGids []uint32) (specs.User, error) {
 	u := specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid)}
 	seen := map[uint32]bool{}
 	for _, g := range eu.Sgids {
-		if !seen[uint32(g)] {
+		if imageGroups && !seen[uint32(g)] {
 			seen[uint32(g)] = true
 			u.AdditionalGids = append(u.AdditionalGids, uint32(g))
 		}
