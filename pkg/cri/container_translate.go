@@ -108,6 +108,9 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 		for _, g := range sc.GetSupplementalGroups() {
 			c.SupplementalGroups = append(c.SupplementalGroups, uint32(g))
 		}
+		if err := securityContext(sc, &c); err != nil {
+			return container.Config{}, err
+		}
 	}
 	if r := lx.GetResources(); r != nil {
 		c.Resources = &cgroups.Resources{
@@ -169,6 +172,7 @@ func toContainerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 		Labels:      maps.Clone(c.Config.Labels),
 		Annotations: maps.Clone(c.Config.Annotations),
 		LogPath:     c.LogPath,
+		User:        containerUser(c),
 	}
 	if c.State == container.StateExited {
 		st.FinishedAt = unixNano(c.FinishedAt)
