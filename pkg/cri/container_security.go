@@ -77,3 +77,21 @@ func containerUser(c *container.Container) *runtimeapi.ContainerUser {
 		Uid: int64(u.UID), Gid: int64(u.GID), SupplementalGroups: groups,
 	}}
 }
+
+// checkRecursiveReadOnly refuses recursive read-only mounts that are not read-only or not
+// private, as containerd does (a mount propagated in later would be writable).
+func checkRecursiveReadOnly(mounts []*runtimeapi.Mount) error {
+	for i, m := range mounts {
+		if !m.GetRecursiveReadOnly() {
+			continue
+		}
+		field := fmt.Sprintf("config.mounts[%d].recursive_read_only", i)
+		if !m.GetReadonly() {
+			return invalidArg(field, "needs readonly")
+		}
+		if m.GetPropagation() != runtimeapi.MountPropagation_PROPAGATION_PRIVATE {
+			return invalidArg(field, "needs private propagation, not %s", m.GetPropagation())
+		}
+	}
+	return nil
+}

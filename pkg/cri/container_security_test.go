@@ -94,3 +94,35 @@ func TestContainerStatusUser(t *testing.T) {
 		t.Errorf("a container without a spec reports user %v", u)
 	}
 }
+
+func TestRecursiveReadOnlyMountTranslation(t *testing.T) {
+	cases := []struct {
+		name  string
+		mount *runtimeapi.Mount
+		ok    bool
+	}{
+		{name: "read-only private", ok: true, mount: &runtimeapi.Mount{ContainerPath: "/m", HostPath: "/h", Readonly: true, RecursiveReadOnly: true}},
+		{name: "writable", mount: &runtimeapi.Mount{ContainerPath: "/m", HostPath: "/h", RecursiveReadOnly: true}},
+		{name: "host to container", mount: &runtimeapi.Mount{ContainerPath: "/m", HostPath: "/h", Readonly: true, RecursiveReadOnly: true,
+			Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}},
+		{name: "bidirectional", mount: &runtimeapi.Mount{ContainerPath: "/m", HostPath: "/h", Readonly: true, RecursiveReadOnly: true,
+			Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := containerConfig(&runtimeapi.ContainerConfig{
+				Metadata: &runtimeapi.ContainerMetadata{Name: "n"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+				Mounts: []*runtimeapi.Mount{tc.mount},
+			})
+			if !tc.ok {
+				if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "config.mounts[0].recursive_read_only:") {
+					t.Fatalf("error %v, want InvalidArgument naming config.mounts[0].recursive_read_only", err)
+				}
+				return
+			}
+			if err != nil || !cfg.Mounts[0].RecursiveReadOnly {
+				t.Fatalf("config %+v, %v", cfg.Mounts, err)
+			}
+		})
+	}
+}

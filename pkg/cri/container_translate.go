@@ -82,7 +82,12 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 			HostPath:      mnt.GetHostPath(),
 			Readonly:      mnt.GetReadonly(),
 			Propagation:   runtime.Propagation(mnt.GetPropagation()),
+
+			RecursiveReadOnly: mnt.GetRecursiveReadOnly(),
 		})
+	}
+	if err := checkRecursiveReadOnly(cfg.GetMounts()); err != nil {
+		return container.Config{}, err
 	}
 	for _, d := range cfg.GetDevices() {
 		c.Devices = append(c.Devices, runtime.Device{
@@ -186,6 +191,8 @@ func toContainerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 			HostPath:      mnt.HostPath,
 			Readonly:      mnt.Readonly,
 			Propagation:   runtimeapi.MountPropagation(mnt.Propagation),
+
+			RecursiveReadOnly: mnt.RecursiveReadOnly,
 		})
 	}
 	return st

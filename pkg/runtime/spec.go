@@ -45,6 +45,9 @@ type Mount struct {
 	HostPath      string
 	Readonly      bool
 	Propagation   Propagation
+	// RecursiveReadOnly makes every submount read-only too (needs Readonly and private
+	// propagation: a read-only flag cannot be forced on mounts that propagate in later).
+	RecursiveReadOnly bool
 }
 
 // Device is a host device node to create in the container.
@@ -105,6 +108,9 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 	}
 	if cwd == "" {
 		cwd = "/"
+	}
+	if err := checkRecursiveReadonly(o.Container.Mounts); err != nil {
+		return nil, fmt.Errorf("build spec: %w", err)
 	}
 	devices, rules, err := linuxDevices(o.Container.Devices)
 	if err != nil {
