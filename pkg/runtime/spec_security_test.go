@@ -133,15 +133,19 @@ func TestResolveUserStrict(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
+		spec    string
 		resolve func(string, string, []uint32) (specs.User, error)
 		want    []uint32
 	}{
-		{name: "merge", resolve: runtime.ResolveUser, want: []uint32{50000, 1234}},
-		{name: "strict", resolve: runtime.ResolveUserStrict, want: []uint32{1234}},
+		{name: "merge", spec: "1000", resolve: runtime.ResolveUser, want: []uint32{50000, 1234}},
+		{name: "merge with a group", spec: "1000:1000", resolve: runtime.ResolveUser, want: []uint32{50000, 1234}},
+		{name: "merge by name", spec: "app", resolve: runtime.ResolveUser, want: []uint32{50000, 1234}},
+		{name: "strict", spec: "1000", resolve: runtime.ResolveUserStrict, want: []uint32{1234}},
+		{name: "strict with a group", spec: "1000:1000", resolve: runtime.ResolveUserStrict, want: []uint32{1234}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			u, err := tc.resolve(rootfs, "1000", []uint32{1234})
+			u, err := tc.resolve(rootfs, tc.spec, []uint32{1234})
 			if err != nil {
 				t.Fatal(err)
 			}
