@@ -80,6 +80,7 @@ func TestContainerSecurity(t *testing.T) {
 		name   string
 		sec    runtime.Security
 		uid    uint32
+		cwd    string
 		want   []string
 		absent []string
 	}{
@@ -88,6 +89,7 @@ func TestContainerSecurity(t *testing.T) {
 		{name: "drop all add NET_ADMIN, nnp, read-only rootfs",
 			sec: runtime.Security{CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"ALL"}, AllCaps: all,
 				NoNewPrivs: true, ReadonlyRootfs: true, ReadonlyPaths: []string{"/tmp"}, MaskedPaths: []string{"/etc/passwd"}},
+			cwd: "/missing/wd", // created before the rootfs turns read-only
 			want: []string{"CapEff:\t" + capMask(t, []string{"CAP_NET_ADMIN"}), "CapPrm:\t" + capMask(t, []string{"CAP_NET_ADMIN"}),
 				"CapBnd:\t" + capMask(t, []string{"CAP_NET_ADMIN"}), "NoNewPrivs:\t1", "passwd=masked", "timers=full", "rootfs=ro", "tmp=ro"}},
 		{name: "non-root user", uid: 1000,
@@ -102,6 +104,9 @@ func TestContainerSecurity(t *testing.T) {
 			var spec *specs.Spec
 			r := p.create(t, []string{"sh", "-c", status}, func(s *specs.Spec) {
 				withSecurity(t, tc.sec, tc.uid)(s)
+				if tc.cwd != "" {
+					s.Process.Cwd = tc.cwd
+				}
 				spec = s
 			})
 			if err := r.c.Start(context.Background()); err != nil {
