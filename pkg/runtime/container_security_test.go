@@ -3,9 +3,11 @@ package runtime_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/sys/capability"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -74,7 +76,7 @@ func TestContainerSecurity(t *testing.T) {
 		`grep -q . /etc/passwd && echo passwd=full || echo passwd=masked; ` +
 		`grep -q . /proc/timer_list 2>/dev/null && echo timers=full || echo timers=masked; ` +
 		`touch /rootfs-write 2>/dev/null && echo rootfs=rw || echo rootfs=ro; ` +
-		`touch /tmp/x 2>/dev/null && echo tmp=rw || echo tmp=ro; sleep 100`
+		`touch /tmp/x 2>/dev/null && echo tmp=rw || echo tmp=ro; echo checks-done; sleep 100`
 	def := runtime.DefaultCapabilities()
 	cases := []struct {
 		name   string
@@ -112,6 +114,7 @@ func TestContainerSecurity(t *testing.T) {
 			if err := r.c.Start(context.Background()); err != nil {
 				t.Fatalf("start: %v", err)
 			}
+			waitForOutput(t, r, "checks-done\n")
 			// The exec'd process must get the same sets as the container's program.
 			out, err := os.CreateTemp(t.TempDir(), "exec")
 			if err != nil {
@@ -145,4 +148,20 @@ func TestContainerSecurity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitForOutput waits up to 10 seconds for the container to have written want.
+func waitForOutput(t *testing.T, r *run, want string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		b, err := io.ReadAll(io.NewSectionReader(r.out, 0, 1<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("container did not write %q within 10s", want)
 }
