@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"context"
 	"reflect"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/cri-mini/cri-mini/pkg/config"
 	"github.com/cri-mini/cri-mini/pkg/container"
 )
 
@@ -124,5 +126,21 @@ func TestRecursiveReadOnlyMountTranslation(t *testing.T) {
 				t.Fatalf("config %+v, %v", cfg.Mounts, err)
 			}
 		})
+	}
+}
+
+func TestStatusAdvertisesSecurityFeatures(t *testing.T) {
+	c := dial(t, NewServer(Options{Config: config.Default()}))
+	resp, err := c.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.GetFeatures().GetSupplementalGroupsPolicy() {
+		t.Error("supplemental_groups_policy not advertised")
+	}
+	for _, h := range resp.GetRuntimeHandlers() {
+		if !h.GetFeatures().GetRecursiveReadOnlyMounts() {
+			t.Errorf("handler %q does not advertise recursive_read_only_mounts", h.GetName())
+		}
 	}
 }
