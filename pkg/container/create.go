@@ -45,6 +45,9 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	if sb.State != sandbox.StateReady {
 		return nil, fmt.Errorf("pod sandbox %s is %s, not ready: %w", sb.ID, sb.State, store.ErrFailedPrecondition)
 	}
+	if err := checkPrivileged(cfg, sb); err != nil {
+		return nil, err
+	}
 	img, err := m.o.Images.Get(cfg.Image)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.Image, err)
@@ -156,11 +159,19 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.I
 	if err != nil {
 		return nil, fmt.Errorf("mount rootfs of container %s: %w", c.ID, err)
 	}
-	user, err := runtime.ResolveUser(rootfs.Path, userSpec(c.Config, img.Config.User), c.Config.SupplementalGroups)
+	resolve := runtime.ResolveUser
+	if c.Config.SupplementalGroupsStrict {
+		resolve = runtime.ResolveUserStrict
+	}
+	user, err := resolve(rootfs.Path, userSpec(c.Config, img.Config.User), c.Config.SupplementalGroups)
 	if err != nil {
 		return nil, fmt.Errorf("resolve user of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
 	cfg := c.Config
+	sec, err := securityOptions(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("security context of container %s: %w", c.ID, err)
+	}
 	spec, err := runtime.BuildSpec(runtime.SpecOptions{
 		Image: runtime.ImageConfig{
 			Env: img.Config.Env, Entrypoint: img.Config.Entrypoint, Cmd: img.Config.Cmd,
@@ -180,6 +191,7 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.I
 		CgroupsPath: c.CgroupPath,
 		User:        user,
 		CgroupNS:    m.o.Cgroups.IsV2(),
+		Security:    sec,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)

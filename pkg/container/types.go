@@ -65,6 +65,18 @@ type Config struct {
 	RunAsUsername      string   `json:"runAsUsername,omitempty"`
 	RunAsGroup         *int64   `json:"runAsGroup,omitempty"`
 	SupplementalGroups []uint32 `json:"supplementalGroups,omitempty"`
+	// SupplementalGroupsStrict leaves out the groups the image's /etc/group gives the user.
+	SupplementalGroupsStrict bool `json:"supplementalGroupsStrict,omitempty"`
+
+	// Security context; see runtime.Security. Privileged needs a privileged sandbox.
+	Privileged     bool     `json:"privileged,omitempty"`
+	CapAdd         []string `json:"capAdd,omitempty"`
+	CapDrop        []string `json:"capDrop,omitempty"`
+	AmbientCaps    []string `json:"ambientCaps,omitempty"`
+	NoNewPrivs     bool     `json:"noNewPrivs,omitempty"`
+	ReadonlyRootfs bool     `json:"readonlyRootfs,omitempty"`
+	MaskedPaths    []string `json:"maskedPaths,omitempty"`
+	ReadonlyPaths  []string `json:"readonlyPaths,omitempty"`
 
 	Resources *cgroups.Resources `json:"resources,omitempty"`
 	// OOMScoreAdj is the requested oom_score_adj; the spec gets it clamped to what the

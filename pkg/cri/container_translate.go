@@ -82,7 +82,12 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 			HostPath:      mnt.GetHostPath(),
 			Readonly:      mnt.GetReadonly(),
 			Propagation:   runtime.Propagation(mnt.GetPropagation()),
+
+			RecursiveReadOnly: mnt.GetRecursiveReadOnly(),
 		})
+	}
+	if err := checkRecursiveReadOnly(cfg.GetMounts()); err != nil {
+		return container.Config{}, err
 	}
 	for _, d := range cfg.GetDevices() {
 		c.Devices = append(c.Devices, runtime.Device{
@@ -107,6 +112,9 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 		}
 		for _, g := range sc.GetSupplementalGroups() {
 			c.SupplementalGroups = append(c.SupplementalGroups, uint32(g))
+		}
+		if err := securityContext(sc, &c); err != nil {
+			return container.Config{}, err
 		}
 	}
 	res, adj, err := linuxResources(lx.GetResources(), "config.linux.resources")
@@ -165,6 +173,7 @@ func toContainerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 		Annotations: maps.Clone(c.Config.Annotations),
 		LogPath:     c.LogPath,
 		Resources:   containerResources(c),
+		User:        containerUser(c),
 	}
 	if c.State == container.StateExited {
 		st.FinishedAt = unixNano(c.FinishedAt)
@@ -178,6 +187,8 @@ func toContainerStatus(c *container.Container) *runtimeapi.ContainerStatus {
 			HostPath:      mnt.HostPath,
 			Readonly:      mnt.Readonly,
 			Propagation:   runtimeapi.MountPropagation(mnt.Propagation),
+
+			RecursiveReadOnly: mnt.RecursiveReadOnly,
 		})
 	}
 	return st

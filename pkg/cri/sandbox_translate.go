@@ -103,6 +103,7 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 	linux := cfg.GetLinux()
 	c.CgroupParent = linux.GetCgroupParent()
 	c.Sysctls = maps.Clone(linux.GetSysctls())
+	c.Privileged = linux.GetSecurityContext().GetPrivileged()
 	nsOpts := linux.GetSecurityContext().GetNamespaceOptions()
 	c.NetworkMode = sandbox.NamespaceMode(nsOpts.GetNetwork())
 	c.IPCMode = sandbox.NamespaceMode(nsOpts.GetIpc())

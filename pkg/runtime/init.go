@@ -85,6 +85,12 @@ func initContainer(s *specs.Spec) error {
 		return err
 	}
 	if s.Root.Readonly {
+		// The working dir is created when missing (prepareProcess): do it while it can be.
+		if cwd := s.Process.Cwd; cwd != "" {
+			if err := os.MkdirAll(cwd, 0o755); err != nil {
+				return fmt.Errorf("create working directory %s: %w", cwd, err)
+			}
+		}
 		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
 			return fmt.Errorf("remount rootfs read-only: %w", err)
 		}

@@ -145,7 +145,7 @@ func mountOne(root *os.File, rootfs string, m specs.Mount) error {
 			return fmt.Errorf("set propagation of %s: %w", m.Destination, err)
 		}
 	}
-	return nil
+	return recursiveReadonly(top, m)
 }
 
 func mountOn(target string, m specs.Mount, bind bool, flags uintptr, data string) error {

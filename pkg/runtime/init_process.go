@@ -50,10 +50,12 @@ func prepareProcess(p *specs.Process) (string, error) {
 	if err := os.MkdirAll(cwd, 0o755); err != nil {
 		return "", fmt.Errorf("create working directory %s: %w", cwd, err)
 	}
-	// Security context goes here, in this order, before the user switch (DESIGN section
-	// 6, step 6): no_new_privs, seccomp filter, bounding set drop; then, after the switch
-	// below, effective/permitted/inheritable/ambient capabilities.
-	if err := setUser(p.User); err != nil {
+	// Security context (DESIGN section 6, step 6): no_new_privs, then (seccomp here), then
+	// the bounding set drop, the user switch and the capability sets.
+	if err := setNoNewPrivs(p); err != nil {
+		return "", err
+	}
+	if err := switchUserWithCaps(p); err != nil {
 		return "", err
 	}
 	if p.User.Umask != nil {

@@ -45,6 +45,9 @@ type Mount struct {
 	HostPath      string
 	Readonly      bool
 	Propagation   Propagation
+	// RecursiveReadOnly makes every submount read-only too (needs Readonly and private
+	// propagation: a read-only flag cannot be forced on mounts that propagate in later).
+	RecursiveReadOnly bool
 }
 
 // Device is a host device node to create in the container.
@@ -86,6 +89,7 @@ type SpecOptions struct {
 	User        specs.User // resolved uid/gid/additional gids (see ResolveUser)
 	// CgroupNS requests a new cgroup namespace (what runc and containerd do on cgroup v2).
 	CgroupNS bool
+	Security Security
 }
 
 // BuildSpec builds the container's OCI runtime spec with the CRI's rules for command,
@@ -104,6 +108,9 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 	}
 	if cwd == "" {
 		cwd = "/"
+	}
+	if err := checkRecursiveReadonly(o.Container.Mounts); err != nil {
+		return nil, fmt.Errorf("build spec: %w", err)
 	}
 	devices, rules, err := linuxDevices(o.Container.Devices)
 	if err != nil {
@@ -130,6 +137,9 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 			ReadonlyPaths:     DefaultReadonlyPaths(),
 			RootfsPropagation: "rslave",
 		},
+	}
+	if err := applySecurity(s, o.Security); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

@@ -88,6 +88,9 @@ func mergeMounts(defaults []specs.Mount, req []Mount) []specs.Mount {
 		}
 		if m.Readonly {
 			opts = append(opts, "ro")
+			if m.RecursiveReadOnly {
+				opts = append(opts, optRecursiveReadonly)
+			}
 		} else {
 			opts = append(opts, "rw")
 		}

@@ -137,8 +137,10 @@ func TestResolveUser(t *testing.T) {
 	}{
 		{spec: "", want: specs.User{UID: 0, GID: 0}},
 		{spec: "app", want: specs.User{UID: 1000, GID: 1001, AdditionalGids: []uint32{10}}},
-		// An explicit group replaces the supplementary groups of /etc/group (Docker semantics).
-		{spec: "app:root", extra: []uint32{42}, want: specs.User{UID: 1000, GID: 0, AdditionalGids: []uint32{42}}},
+		// An explicit primary group keeps the groups /etc/group gives the user (the CRI's
+		// SupplementalGroupsPolicy Merge, as containerd does), for a name or a uid.
+		{spec: "app:root", extra: []uint32{42}, want: specs.User{UID: 1000, GID: 0, AdditionalGids: []uint32{10, 42}}},
+		{spec: "1000:4343", want: specs.User{UID: 1000, GID: 4343, AdditionalGids: []uint32{10}}},
 		{spec: "4242:4343", want: specs.User{UID: 4242, GID: 4343}},
 		{spec: "nobody-here", wantErr: true},
 	}

@@ -88,6 +88,9 @@ type Config struct {
 
 	RuntimeHandler string     `json:"runtimeHandler,omitempty"`
 	Resources      *Resources `json:"resources,omitempty"`
+
+	// Privileged pods may run privileged containers.
+	Privileged bool `json:"privileged,omitempty"`
 }
 
 // Sandbox is a pod sandbox as reported to callers. Values returned by the Manager are
