@@ -22,6 +22,7 @@ type daemon struct {
 	db     *store.DB
 	cni    *cni.Network
 	pods   *sandbox.Manager
+	inits  *sandbox.PodInits
 	ctrs   *container.Manager
 	images *image.Service
 	admin  *adminServer
@@ -64,6 +65,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	// manager, which is built after it (it needs the sandboxes): they only run on RPCs,
 	// once both exist.
 	cgm := cgroups.New()
+	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm)
 	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
 		StateDir: cfg.State,
 		RootDir:  cfg.Root,
@@ -78,6 +80,8 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 			RemoveContainers: func(ctx context.Context, id string) error {
 				return d.ctrs.RemovePod(ctx, id)
 			},
+			StartPodInit: d.inits.Start,
+			StopPodInit:  d.inits.Stop,
 		},
 	})
 	if err != nil {
@@ -94,6 +98,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		DB:            d.db,
 		Sandboxes:     d.pods,
 		Images:        d.images,
+		PodInits:      d.inits,
 		Cgroups:       cgm,
 		RootDir:       filepath.Join(cfg.Root, "containers"),
 		StateDir:      filepath.Join(cfg.State, "mon"), // short: monitor sockets live below
@@ -115,6 +120,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		PodNetwork: d.cni,
 		Images:     d.images,
 		Containers: d.ctrs,
+		PodInits:   d.inits,
 	})
 	return d, nil
 }
@@ -134,6 +140,10 @@ func (d *daemon) close() error {
 	}
 	if d.images != nil {
 		d.images.Close()
+	}
+	// Pod inits keep running; only the sealed binary they were started from is released.
+	if d.inits != nil {
+		d.inits.Close()
 	}
 	if d.db != nil {
 		errs = append(errs, d.db.Close())

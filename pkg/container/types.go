@@ -67,6 +67,8 @@ type Config struct {
 	SupplementalGroups []uint32 `json:"supplementalGroups,omitempty"`
 
 	Resources *cgroups.Resources `json:"resources,omitempty"`
+
+	Namespaces NamespaceOptions `json:"namespaces"`
 }
 
 // Container is a container as reported to callers. Values returned by the Manager are

@@ -108,6 +108,10 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 		for _, g := range sc.GetSupplementalGroups() {
 			c.SupplementalGroups = append(c.SupplementalGroups, uint32(g))
 		}
+		var err error
+		if c.Namespaces, err = containerNamespaces(sc.GetNamespaceOptions()); err != nil {
+			return container.Config{}, err
+		}
 	}
 	if r := lx.GetResources(); r != nil {
 		c.Resources = &cgroups.Resources{

@@ -36,6 +36,8 @@ type Options struct {
 	Images ImageService
 	// Containers runs the containers behind the Container RPCs.
 	Containers ContainerManager
+	// PodInits reports the PID of a shared-PID pod's init (verbose PodSandboxStatus); may be nil.
+	PodInits PodInitPids
 }
 
 // Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet
