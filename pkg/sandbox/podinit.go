@@ -23,8 +23,10 @@ import (
 
 // podInitCgroup is the leaf of the pod cgroup the pod init runs in: on cgroup v2 a cgroup
 // with processes cannot also have children with controllers, so it never sits in the pod
-// cgroup itself (which holds the containers' cgroups).
-const podInitCgroup = "pod-init"
+// cgroup itself (which holds the containers' cgroups). The sandbox ID is part of the name:
+// kubelet gives the next attempt of a pod's sandbox the same pod cgroup, and the two inits
+// may briefly coexist.
+func podInitCgroup(sb *Sandbox) string { return path.Join(sb.CgroupParent, "pod-init-"+sb.ID) }
 
 // PodInits starts and stops the built-in init (`cri-mini pause`) of pods that share one PID
 // namespace, and tells containers where that namespace is. The daemon, not the pod's
@@ -75,7 +77,7 @@ func (p *PodInits) Start(ctx context.Context, sb *Sandbox) (retErr error) {
 	if err != nil {
 		return err
 	}
-	cg := path.Join(sb.CgroupParent, podInitCgroup)
+	cg := podInitCgroup(sb)
 	if _, err := p.cgm.Create(cg, nil); err != nil {
 		return fmt.Errorf("create pod init cgroup: %w", err)
 	}

@@ -3,7 +3,9 @@ package sandbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-mini/cri-mini/pkg/ns"
 	ctrruntime "github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 	"github.com/cri-mini/cri-mini/pkg/store"
@@ -33,6 +36,20 @@ func nsOf(t *testing.T, pid int, kind string) string {
 		t.Fatal(err)
 	}
 	return l
+}
+
+func childrenOf(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	return strings.TrimSpace(string(b))
+}
+
+func waitFor(d time.Duration, ok func() bool) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ok() {
+			return true
+		}
+	}
+	return ok()
 }
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil && !zombie(pid) }
@@ -93,7 +110,7 @@ func TestPodInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(cg), sb.CgroupParent+"/pod-init\n") {
+	if !strings.Contains(string(cg), sb.CgroupParent+"/pod-init-"+sb.ID+"\n") {
 		t.Errorf("pod init not in the pod cgroup's leaf:\n%s", cg)
 	}
 	path, err := inits.PIDNamespace(sb.ID)
@@ -108,6 +125,17 @@ func TestPodInit(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if !alive(pid) {
 		t.Fatal("pod init died of an ignored signal")
+	}
+	// An orphan in the pod's PID namespace is reparented to the init, which must reap it.
+	sh := exec.Command("/bin/sh", "-c", "sleep 0.2 & exit 0")
+	if err := ns.StartIn(ns.Paths{PID: path}, sh); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(5*time.Second, func() bool { return childrenOf(pid) == "" }) {
+		t.Errorf("pod init did not reap its orphans: children %q", childrenOf(pid))
 	}
 	// A second PodInits over the same records is what a restarted daemon has.
 	restarted := sandbox.NewPodInits(dir, e.cg)
