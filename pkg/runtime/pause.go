@@ -33,14 +33,20 @@ func PauseMain() int {
 	}
 	// Nothing of the daemon's may stay open in a process that lives as long as the pod.
 	_ = unix.CloseRange(3, ^uint(0), 0)
-	// Not dumpable: processes of the pod (same uid 0, same PID namespace) then need
+	if err := os.Chdir("/"); err != nil {
+		fmt.Fprintf(os.Stderr, "cri-mini pause: chdir /: %v\n", err)
+		return 1
+	}
+	// Reaping needs no privilege: run as an unprivileged user (the uid containerd's pause
+	// image uses), which also clears every capability of the process.
+	if err := dropPrivileges(); err != nil {
+		fmt.Fprintf(os.Stderr, "cri-mini pause: %v\n", err)
+		return 1
+	}
+	// Not dumpable (after the uid change, which resets it): processes of the pod then need
 	// CAP_SYS_PTRACE to open /proc/1/root, /proc/1/cwd or /proc/1/fd, which lead to the host.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		fmt.Fprintf(os.Stderr, "cri-mini pause: set not dumpable: %v\n", err)
-		return 1
-	}
-	if err := os.Chdir("/"); err != nil {
-		fmt.Fprintf(os.Stderr, "cri-mini pause: chdir /: %v\n", err)
 		return 1
 	}
 	sigs := make(chan os.Signal, 16)
@@ -69,4 +75,22 @@ func reapOrphans() {
 			return
 		}
 	}
+}
+
+// pauseUID is the user and group the pause runs as.
+const pauseUID = 65535
+
+// dropPrivileges switches every thread (the syscall package applies it process-wide) to
+// pauseUID with no supplementary groups.
+func dropPrivileges() error {
+	if err := syscall.Setgroups(nil); err != nil {
+		return fmt.Errorf("drop supplementary groups: %w", err)
+	}
+	if err := syscall.Setresgid(pauseUID, pauseUID, pauseUID); err != nil {
+		return fmt.Errorf("set gid %d: %w", pauseUID, err)
+	}
+	if err := syscall.Setresuid(pauseUID, pauseUID, pauseUID); err != nil {
+		return fmt.Errorf("set uid %d: %w", pauseUID, err)
+	}
+	return nil
 }

@@ -98,6 +98,15 @@ func TestPodInit(t *testing.T) {
 	if !strings.Contains(string(status), "NSpid:\t"+strconv.Itoa(pid)+"\t1\n") {
 		t.Errorf("pod init is not PID 1 of a new PID namespace:\n%s", status)
 	}
+	// The init drops its privileges right after its starter released it.
+	dropped := func() bool {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		status = b
+		return strings.Contains(string(b), "CapEff:\t0000000000000000\n") && strings.Contains(string(b), "Uid:\t65535\t65535\t65535\t65535\n")
+	}
+	if !waitFor(5*time.Second, dropped) {
+		t.Errorf("pod init kept privileges:\n%s", status)
+	}
 	if nsOf(t, pid, "pid") == nsOf(t, os.Getpid(), "pid") {
 		t.Error("pod init is in the host's PID namespace")
 	}
