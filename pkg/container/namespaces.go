@@ -35,8 +35,9 @@ const (
 // namespacePaths decides which namespaces the container joins. NET and IPC follow
 // containerd: POD is the sandbox's (which is the host's in a host-network or host-IPC pod),
 // NODE is the host's even in a pod that has its own. PID: CONTAINER is a new namespace, NODE
-// the host's, POD the pod's (its init's, or the host's in a host-PID pod), TARGET that of
-// another running container of the pod.
+// the host's, POD follows the pod (its init's namespace, the host's in a host-PID pod, a new
+// one when the pod's containers each have their own), TARGET that of another running
+// container of the pod.
 func (m *Manager) namespacePaths(sb *sandbox.Sandbox, o NamespaceOptions) (runtime.SandboxPaths, error) {
 	p := runtime.SandboxPaths{
 		NetNS: sb.NetNSPath, IPCNS: sb.IPCNSPath, UTSNS: sb.UTSNSPath,
@@ -90,8 +91,9 @@ func (m *Manager) podPID(sb *sandbox.Sandbox, p *runtime.SandboxPaths) error {
 		p.PIDNS = path
 		return nil
 	}
-	return fmt.Errorf("%s: POD, but pod sandbox %s has no shared PID namespace (its mode is %s): %w",
-		fieldPIDNS, sb.ID, sb.Config.PIDMode, store.ErrFailedPrecondition)
+	// A pod without a shared PID namespace (CONTAINER): POD follows the pod, so the
+	// container gets one of its own, as each container of such a pod does.
+	return nil
 }
 
 // targetPID is the PID namespace of the running container target of the same pod (what

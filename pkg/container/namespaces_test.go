@@ -42,7 +42,7 @@ func TestNamespacePaths(t *testing.T) {
 		{"pod PID", pod("shared", sandbox.ModePod), NamespaceOptions{}, with(func(p *runtime.SandboxPaths) { p.PIDNS = "/proc/42/ns/pid" }), nil},
 		{"pod PID, init gone", pod("gone", sandbox.ModePod), NamespaceOptions{}, runtime.SandboxPaths{}, store.ErrFailedPrecondition},
 		{"pod PID of a host-PID pod", pod("h", sandbox.ModeNode), NamespaceOptions{}, with(func(p *runtime.SandboxPaths) { p.HostPID = true }), nil},
-		{"pod PID without a shared one", pod("c", sandbox.ModeContainer), NamespaceOptions{}, runtime.SandboxPaths{}, store.ErrFailedPrecondition},
+		{"pod PID without a shared one", pod("c", sandbox.ModeContainer), NamespaceOptions{}, full, nil},
 		{"host PID", pod("p", sandbox.ModeContainer), NamespaceOptions{PID: sandbox.ModeNode}, with(func(p *runtime.SandboxPaths) { p.HostPID = true }), nil},
 		{"target", pod("shared", sandbox.ModePod), NamespaceOptions{PID: sandbox.ModeTarget, TargetID: "running"}, with(func(p *runtime.SandboxPaths) { p.PIDNS = "/proc/77/ns/pid" }), nil},
 		{"target not running", pod("shared", sandbox.ModePod), NamespaceOptions{PID: sandbox.ModeTarget, TargetID: "created"}, runtime.SandboxPaths{}, store.ErrFailedPrecondition},

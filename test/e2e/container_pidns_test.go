@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-mini/cri-mini/pkg/cni/cnitest"
@@ -132,6 +134,8 @@ func TestContainerPIDNamespaces(t *testing.T) {
 		t.Fatalf("remove host-PID pod: %v", err)
 	}
 
+	checkTarget(t, c)
+
 	// The pod init is not the daemon's to lose: it survives a SIGKILL of the daemon.
 	if err := first.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -156,4 +160,47 @@ func TestContainerPIDNamespaces(t *testing.T) {
 		t.Errorf("pod init %d survived the removal of its pod", pause)
 	}
 	assertNothingLeft(t, dirs, podID)
+}
+
+// checkTarget runs a container in the PID namespace of another (PID mode TARGET, as
+// ephemeral containers do) and checks the target's preconditions.
+func checkTarget(t *testing.T, c runtimeapi.RuntimeServiceClient) {
+	t.Helper()
+	ctx := context.Background()
+	own := &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+	podCfg := nsPod("pidns-target", own)
+	pr, err := c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatalf("run pod: %v", err)
+	}
+	defer func() {
+		if _, err := c.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pr.PodSandboxId}); err != nil {
+			t.Errorf("remove pod: %v", err)
+		}
+	}()
+	target := runIn(t, c, pr.PodSandboxId, podCfg, "target", own, "sleep", "3605")
+	debug := runIn(t, c, pr.PodSandboxId, podCfg, "debug",
+		&runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: target}, "sleep", "3606")
+	if got := execOut(t, c, debug, "cat", "/proc/1/cmdline"); got != "sleep\x003605\x00" {
+		t.Errorf("PID 1 seen by the targeting container is %q, want the target's", got)
+	}
+	stopped, err := c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pr.PodSandboxId, SandboxConfig: podCfg,
+		Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "not-started"},
+			Image: &runtimeapi.ImageSpec{Image: "busybox"}, Command: []string{"true"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target string
+		code   codes.Code
+	}{{stopped.ContainerId, codes.FailedPrecondition}, {"nosuchcontainer", codes.NotFound}} {
+		_, err := c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pr.PodSandboxId, SandboxConfig: podCfg,
+			Config: &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "bad-target"},
+				Image: &runtimeapi.ImageSpec{Image: "busybox"}, Command: []string{"true"},
+				Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+					NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: tc.target}}}}})
+		if status.Code(err) != tc.code || !strings.Contains(err.Error(), "target_id") {
+			t.Errorf("target %s: %v, want %v naming target_id", tc.target, err, tc.code)
+		}
+	}
 }
