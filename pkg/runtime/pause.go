@@ -31,8 +31,11 @@ func PauseMain() int {
 		// The starter died or gave up before recording us: nobody would ever stop us.
 		return 1
 	}
-	// Nothing of the daemon's may stay open in a process that lives as long as the pod.
-	_ = unix.CloseRange(3, ^uint(0), 0)
+	// Nothing of the daemon's may stay open in a process that lives as long as the pod. Only
+	// the gate and the binary were inherited (Go opens everything else close-on-exec); a
+	// blanket close_range would also close the Go runtime's own descriptors (its epoll).
+	_ = gate.Close()
+	_ = unix.Close(fdPauseExe)
 	if err := os.Chdir("/"); err != nil {
 		fmt.Fprintf(os.Stderr, "cri-mini pause: chdir /: %v\n", err)
 		return 1

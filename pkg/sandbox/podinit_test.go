@@ -146,6 +146,13 @@ func TestPodInit(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return childrenOf(pid) == "" }) {
 		t.Errorf("pod init did not reap its orphans: children %q", childrenOf(pid))
 	}
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "Rss:") || strings.HasPrefix(l, "Pss:") || strings.HasPrefix(l, "Private_") {
+				t.Logf("pod init memory: %s", strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
 	// A second PodInits over the same records is what a restarted daemon has.
 	restarted := sandbox.NewPodInits(dir, e.cg)
 	if got := restarted.Pid(sb.ID); got != pid {
