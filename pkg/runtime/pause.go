@@ -25,6 +25,12 @@ const (
 // others sent from inside the pod are dropped; the ones that would otherwise stop it or make
 // the Go runtime exit are ignored explicitly for senders outside the namespace.
 func PauseMain() int {
+	// Handlers first: a SIGTERM that arrives while it is still starting is kept for the loop
+	// below, an ignored signal never finds the default action.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE,
+		syscall.SIGALRM, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGWINCH)
 	gate := os.NewFile(fdPauseGate, "gate")
 	var b [1]byte
 	if n, _ := gate.Read(b[:]); n != 1 {
@@ -52,10 +58,6 @@ func PauseMain() int {
 		fmt.Fprintf(os.Stderr, "cri-mini pause: set not dumpable: %v\n", err)
 		return 1
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
-	signal.Ignore(syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE,
-		syscall.SIGALRM, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU, syscall.SIGWINCH)
 	for {
 		reapOrphans()
 		if s := <-sigs; s != syscall.SIGCHLD {
