@@ -40,6 +40,9 @@ type PodInits struct {
 
 	mu  sync.Mutex
 	exe *os.File // sealed binary shared by every init this daemon run starts
+	// recs caches the records, so that status queries read no file once an init is known
+	// (after a restart each record is read once, on first use).
+	recs map[string]podInitRecord
 }
 
 // NewPodInits records pod inits under dir (volatile: /run/...).
@@ -47,7 +50,7 @@ func NewPodInits(dir string, cgm *cgroups.Manager) *PodInits {
 	if cgm == nil {
 		cgm = cgroups.New()
 	}
-	return &PodInits{dir: dir, cgm: cgm}
+	return &PodInits{dir: dir, cgm: cgm, recs: map[string]podInitRecord{}}
 }
 
 // Close releases the sealed binary; running inits keep their mapping of it.
@@ -93,7 +96,14 @@ func (p *PodInits) Start(ctx context.Context, sb *Sandbox) (retErr error) {
 		CgroupPath: cg,
 		Cgroups:    p.cgm,
 		Commit: func(pp runtime.PauseProcess) error {
-			return writeJSONAtomic(p.record(sb.ID), podInitRecord{PauseProcess: pp, Cgroup: cg})
+			rec := podInitRecord{PauseProcess: pp, Cgroup: cg}
+			if err := writeJSONAtomic(p.record(sb.ID), rec); err != nil {
+				return err
+			}
+			p.mu.Lock()
+			p.recs[sb.ID] = rec
+			p.mu.Unlock()
+			return nil
 		},
 	})
 	if err != nil {
@@ -185,7 +195,12 @@ func (p *PodInits) PIDNamespace(id string) (string, error) {
 }
 
 func (p *PodInits) load(id string) (podInitRecord, error) {
-	var rec podInitRecord
+	p.mu.Lock()
+	rec, ok := p.recs[id]
+	p.mu.Unlock()
+	if ok {
+		return rec, nil
+	}
 	b, err := os.ReadFile(p.record(id))
 	if err != nil {
 		return rec, err
@@ -193,10 +208,16 @@ func (p *PodInits) load(id string) (podInitRecord, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return rec, fmt.Errorf("decode pod init record of sandbox %s: %w", id, err)
 	}
+	p.mu.Lock()
+	p.recs[id] = rec
+	p.mu.Unlock()
 	return rec, nil
 }
 
 func (p *PodInits) removeRecord(id string) error {
+	p.mu.Lock()
+	delete(p.recs, id)
+	p.mu.Unlock()
 	if err := os.Remove(p.record(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove pod init record: %w", err)
 	}
