@@ -44,6 +44,8 @@ func run(args []string) int {
 		return ctrruntime.InitMain()
 	case ctrruntime.ExecHelperCommand: // joins a running container, started by Exec
 		return ctrruntime.ExecHelperMain()
+	case ctrruntime.PauseCommand: // PID 1 of a shared-PID pod, started by RunPodSandbox
+		return ctrruntime.PauseMain()
 	case "config":
 		return runConfig(args)
 	case "images":

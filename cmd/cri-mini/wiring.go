@@ -23,6 +23,7 @@ type daemon struct {
 	db     *store.DB
 	cni    *cni.Network
 	pods   *sandbox.Manager
+	inits  *sandbox.PodInits
 	ctrs   *container.Manager
 	images *image.Service
 	admin  *adminServer
@@ -66,6 +67,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	// manager, which is built after it (it needs the sandboxes): they only run on RPCs,
 	// once both exist.
 	cgm := cgroups.New()
+	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm)
 	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
 		StateDir: cfg.State,
 		RootDir:  cfg.Root,
@@ -80,6 +82,8 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 			RemoveContainers: func(ctx context.Context, id string) error {
 				return d.ctrs.RemovePod(ctx, id)
 			},
+			StartPodInit: d.inits.Start,
+			StopPodInit:  d.inits.Stop,
 		},
 	})
 	if err != nil {
@@ -96,6 +100,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		DB:            d.db,
 		Sandboxes:     d.pods,
 		Images:        d.images,
+		PodInits:      d.inits,
 		Cgroups:       cgm,
 		RootDir:       filepath.Join(cfg.Root, "containers"),
 		StateDir:      filepath.Join(cfg.State, "mon"), // short: monitor sockets live below
@@ -122,6 +127,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		Images:     d.images,
 		Containers: d.ctrs,
 		Streaming:  d.stream,
+		PodInits:   d.inits,
 	})
 	return d, nil
 }
@@ -145,6 +151,10 @@ func (d *daemon) close() error {
 	}
 	if d.images != nil {
 		d.images.Close()
+	}
+	// Pod inits keep running; only the sealed binary they were started from is released.
+	if d.inits != nil {
+		d.inits.Close()
 	}
 	if d.db != nil {
 		errs = append(errs, d.db.Close())

@@ -94,7 +94,23 @@ func (f fakeSandboxes) Get(id string) (*sandbox.Sandbox, error) {
 	return nil, store.ErrNotFound
 }
 
+func (f fakeSandboxes) Hold(id string) (*sandbox.Sandbox, func(), error) {
+	sb, err := f.Get(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sb.State != sandbox.StateReady {
+		return nil, nil, store.ErrFailedPrecondition
+	}
+	return sb, func() {}, nil
+}
+
 type fakeImages map[string]*image.Image
+
+func (f fakeImages) Use(ref string) (*image.Image, func(), error) {
+	img, err := f.Get(ref)
+	return img, func() {}, err
+}
 
 func (f fakeImages) Get(ref string) (*image.Image, error) {
 	if img, ok := f[ref]; ok {

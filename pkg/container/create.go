@@ -38,20 +38,25 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	if err := m.validateResources(cfg.Resources); err != nil {
 		return nil, err
 	}
-	sb, err := m.o.Sandboxes.Get(podID)
+	// Held until the container is published (or undone): a concurrent Stop or Remove of the
+	// pod waits, then stops or removes it; RemoveImage refuses the image meanwhile.
+	sb, releasePod, err := m.o.Sandboxes.Hold(podID)
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox %s: %w", podID, err)
 	}
-	if sb.State != sandbox.StateReady {
-		return nil, fmt.Errorf("pod sandbox %s is %s, not ready: %w", sb.ID, sb.State, store.ErrFailedPrecondition)
+	defer releasePod()
+	nsPaths, err := m.namespacePaths(sb, cfg.Namespaces)
+	if err != nil {
+		return nil, err
 	}
 	if err := checkPrivileged(cfg, sb); err != nil {
 		return nil, err
 	}
-	img, err := m.o.Images.Get(cfg.Image)
+	img, releaseImage, err := m.o.Images.Use(cfg.Image)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", cfg.Image, err)
 	}
+	defer releaseImage()
 	stopSig, err := parseSignal(img.Config.StopSignal)
 	if err != nil {
 		return nil, fmt.Errorf("stop signal of image %s: %w", cfg.Image, err)
@@ -108,7 +113,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	recorded = true
 	undo = append(undo, func(context.Context) error { return m.releaseResources(&c) })
 
-	spec, err := m.prepare(ctx, sb, img, &c)
+	spec, err := m.prepare(ctx, sb, nsPaths, img, &c)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +155,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 
 // prepare mounts the rootfs, resolves the user, creates the cgroup and builds the spec.
 // Its side effects are undone by releaseResources.
-func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.Image, c *Container) (*specs.Spec, error) {
+func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runtime.SandboxPaths, img *image.Image, c *Container) (*specs.Spec, error) {
 	base, dirs, err := m.o.Images.LowerDirs(img.ID)
 	if err != nil {
 		return nil, fmt.Errorf("layers of image %s: %w", img.ID, err)
@@ -181,11 +186,7 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.I
 			Command: cfg.Command, Args: cfg.Args, Env: cfg.Env, WorkingDir: cfg.WorkingDir,
 			Mounts: cfg.Mounts, Devices: cfg.Devices, TTY: cfg.TTY,
 		},
-		Sandbox: runtime.SandboxPaths{
-			NetNS: sb.NetNSPath, IPCNS: sb.IPCNSPath, UTSNS: sb.UTSNSPath,
-			ResolvConf: sb.ResolvConfPath, Hosts: sb.HostsPath, HostnameFile: sb.HostnamePath,
-			Shm: sb.ShmPath,
-		},
+		Sandbox:     nsPaths,
 		Hostname:    sb.Hostname,
 		Rootfs:      rootfs.Path,
 		CgroupsPath: c.CgroupPath,
@@ -303,6 +304,10 @@ func (m *Manager) removeCgroup(p string) error {
 		}
 		if err = m.o.Cgroups.Remove(p); err == nil {
 			return nil
+		}
+		if i > 0 {
+			// Still busy after the grace: processes the init left behind.
+			m.killCgroup(p)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -25,11 +25,15 @@ const bucket = "containers"
 // Sandboxes is the part of the sandbox manager containers need; *sandbox.Manager is one.
 type Sandboxes interface {
 	Get(idOrPrefix string) (*sandbox.Sandbox, error)
+	// Hold returns a READY sandbox and keeps it from being stopped or removed until release.
+	Hold(idOrPrefix string) (sb *sandbox.Sandbox, release func(), err error)
 }
 
 // Images is the part of the image store containers need; *image.Service is one.
 type Images interface {
 	Get(ref string) (*image.Image, error)
+	// Use resolves ref and keeps the image from being removed until release.
+	Use(ref string) (img *image.Image, release func(), err error)
 	LowerDirs(id string) (base string, dirs []string, err error)
 }
 
@@ -38,6 +42,9 @@ type Options struct {
 	DB        *store.DB
 	Sandboxes Sandboxes
 	Images    Images
+	// PodInits locates the shared PID namespace of pods that have one; nil gives every
+	// container of such a pod a PID namespace of its own.
+	PodInits PodInits
 	// Cgroups manages the containers' cgroups; nil means cgroups.New().
 	Cgroups *cgroups.Manager
 	// RootDir holds the containers' writable layers (RootDir/<id>/{upper,work,rootfs}).

@@ -82,6 +82,8 @@ type Config struct {
 	// OOMScoreAdj is the requested oom_score_adj; the spec gets it clamped to what the
 	// host permits (see clampOOMScoreAdj).
 	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
+
+	Namespaces NamespaceOptions `json:"namespaces"`
 }
 
 // Container is a container as reported to callers. Values returned by the Manager are

@@ -116,6 +116,10 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 		if err := securityContext(sc, &c); err != nil {
 			return container.Config{}, err
 		}
+		var err error
+		if c.Namespaces, err = containerNamespaces(sc.GetNamespaceOptions()); err != nil {
+			return container.Config{}, err
+		}
 	}
 	res, adj, err := linuxResources(lx.GetResources(), "config.linux.resources")
 	if err != nil {

@@ -32,11 +32,12 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		return nil, fmt.Errorf("pod sandbox status: %w", err)
 	}
 	resp := &runtimeapi.PodSandboxStatusResponse{
-		Status:    podSandboxStatus(sb),
-		Timestamp: time.Now().UnixNano(),
+		Status:             podSandboxStatus(sb),
+		ContainersStatuses: s.podContainerStatuses(sb.ID),
+		Timestamp:          time.Now().UnixNano(),
 	}
 	if req.GetVerbose() {
-		info, err := sandboxInfo(sb)
+		info, err := sandboxInfo(sb, s.podInitPid(sb))
 		if err != nil {
 			return nil, err
 		}
@@ -69,8 +70,9 @@ func podSandboxStatus(sb *sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
 }
 
 // sandboxVerboseInfo is the verbose status in containerd's shape (crictl inspectp and tools written
-// for containerd read "info"). There is no pause process and no sandbox image: pid is 0, and
-// the namespaces are bind-mount pins whose paths are reported instead.
+// for containerd read "info"). There is no sandbox image and, unless the pod shares one PID
+// namespace, no pause process (pid 0): the namespaces are bind-mount pins whose paths are
+// reported instead.
 type sandboxVerboseInfo struct {
 	Pid            uint32                       `json:"pid"`
 	ProcessStatus  string                       `json:"processStatus"`
@@ -110,8 +112,9 @@ type specNamespace struct {
 	Path string `json:"path,omitempty"`
 }
 
-func sandboxInfo(sb *sandbox.Sandbox) (string, error) {
+func sandboxInfo(sb *sandbox.Sandbox, initPid int) (string, error) {
 	info := sandboxVerboseInfo{
+		Pid:            uint32(initPid),
 		ProcessStatus:  "stopped",
 		NetNSClosed:    sb.State != sandbox.StateReady || sb.NetNSPath == "",
 		RuntimeHandler: sb.Config.RuntimeHandler,
@@ -140,8 +143,12 @@ func sandboxInfo(sb *sandbox.Sandbox) (string, error) {
 		}
 	}
 	if sb.Config.PIDMode == sandbox.ModePod {
-		// The pod's PID namespace is created with its first container (or its pod init).
-		info.RuntimeSpec.Linux.Namespaces = append(info.RuntimeSpec.Linux.Namespaces, specNamespace{Type: "pid"})
+		// The pod's PID namespace is its init's.
+		n := specNamespace{Type: "pid"}
+		if initPid > 0 {
+			n.Path = fmt.Sprintf("/proc/%d/ns/pid", initPid)
+		}
+		info.RuntimeSpec.Linux.Namespaces = append(info.RuntimeSpec.Linux.Namespaces, n)
 	}
 	for _, mnt := range []struct{ dst, src, typ string }{
 		{"/etc/resolv.conf", sb.ResolvConfPath, "bind"},

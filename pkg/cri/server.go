@@ -38,6 +38,8 @@ type Options struct {
 	Containers ContainerManager
 	// Streaming serves the Exec, Attach and PortForward sessions.
 	Streaming StreamServer
+	// PodInits reports the PID of a shared-PID pod's init (verbose PodSandboxStatus); may be nil.
+	PodInits PodInitPids
 }
 
 // Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet

@@ -26,7 +26,7 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 		s.writeMu.Unlock()
 		return err
 	}
-	if s.opts.InUse(img.ID) {
+	if s.users[img.ID] > 0 || s.opts.InUse(img.ID) {
 		s.writeMu.Unlock()
 		return fmt.Errorf("image %s is used by a container: %w", img.ID, store.ErrFailedPrecondition)
 	}

@@ -124,6 +124,7 @@ type Service struct {
 	// it meanwhile.
 	writeMu   sync.Mutex
 	holds     map[string]int // chain ID -> in-flight pulls that need the layer
+	users     map[string]int // image ID -> in-flight users (Use) that Remove must respect
 	nextShort int
 
 	// mu guards the in-memory index. It is held only to read it or to swap in a state already

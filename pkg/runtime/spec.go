@@ -73,7 +73,9 @@ type ContainerConfig struct {
 type SandboxPaths struct {
 	NetNS, IPCNS, UTSNS string
 	// PIDNS is set when the pod shares one PID namespace (or a container targets another's).
-	PIDNS                           string
+	PIDNS string
+	// HostPID leaves the container in the host's PID namespace (PIDNS is then ignored).
+	HostPID                         bool
 	ResolvConf, Hosts, HostnameFile string
 	Shm                             string
 }
@@ -186,9 +188,9 @@ func MergeEnv(image, request []string) []string {
 }
 
 func namespaces(o SpecOptions) []specs.LinuxNamespace {
-	ns := []specs.LinuxNamespace{
-		{Type: specs.PIDNamespace, Path: o.Sandbox.PIDNS},
-		{Type: specs.MountNamespace},
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	if !o.Sandbox.HostPID {
+		ns = append([]specs.LinuxNamespace{{Type: specs.PIDNamespace, Path: o.Sandbox.PIDNS}}, ns...)
 	}
 	// A namespace left out of the list is the host's (the spawning process's).
 	for _, n := range []specs.LinuxNamespace{

@@ -67,8 +67,11 @@ type Manager struct {
 }
 
 type entry struct {
-	op sync.Mutex   // serialises Stop/Remove/UpdateResources of this sandbox
-	mu sync.RWMutex // guards rec for readers
+	op sync.Mutex // serialises Stop/Remove/UpdateResources of this sandbox
+	// gate is held shared by container creates in the sandbox (Hold) and exclusively by
+	// Stop and Remove, so no container can be created in a sandbox being stopped.
+	gate sync.RWMutex
+	mu   sync.RWMutex // guards rec for readers
 	// rec is replaced, never mutated in place, so a reader's copy stays consistent.
 	rec record
 }

@@ -20,6 +20,8 @@ func (m *Manager) Stop(ctx context.Context, idOrPrefix string) error {
 	}
 	e.op.Lock()
 	defer e.op.Unlock()
+	e.gate.Lock()
+	defer e.gate.Unlock()
 	return m.stopLocked(ctx, e)
 }
 
@@ -74,6 +76,8 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	}
 	e.op.Lock()
 	defer e.op.Unlock()
+	e.gate.Lock()
+	defer e.gate.Unlock()
 	r := e.get()
 	if _, err := m.resolve(r.ID); err != nil {
 		return nil // removed by a concurrent Remove while we waited for the lock

@@ -31,7 +31,10 @@ func TestExecSync(t *testing.T) {
 	if _, err := imageClient(t, dirs.socket).PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "busybox"}}); err != nil {
 		t.Fatalf("pull busybox: %v\n%s", err, d.output.String())
 	}
-	podCfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "exec-pod", Namespace: "e2e", Uid: "e2e-exec-uid"}}
+	// A PID namespace of its own, so that the container's command is PID 1 (checked below).
+	ownPID := &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+	podCfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "exec-pod", Namespace: "e2e", Uid: "e2e-exec-uid"},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ownPID}}}
 	pr, err := c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
 	if err != nil {
 		t.Fatalf("run pod: %v\n%s", err, d.output.String())
@@ -44,6 +47,7 @@ func TestExecSync(t *testing.T) {
 		Metadata: &runtimeapi.ContainerMetadata{Name: "exec-target"},
 		Image:    &runtimeapi.ImageSpec{Image: "busybox"},
 		Command:  []string{"sleep", "3600"},
+		Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: ownPID}},
 	}})
 	if err != nil {
 		t.Fatalf("create container: %v\n%s", err, d.output.String())

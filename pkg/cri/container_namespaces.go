@@ -1,0 +1,38 @@
+package cri
+
+import (
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-mini/cri-mini/pkg/container"
+	"github.com/cri-mini/cri-mini/pkg/sandbox"
+)
+
+// containerNamespaces translates the container's NamespaceOption. Unset is POD throughout,
+// the CRI's zero value. The container manager decides what each mode means in its pod.
+func containerNamespaces(o *runtimeapi.NamespaceOption) (container.NamespaceOptions, error) {
+	const field = "config.linux.security_context.namespace_options."
+	for _, m := range []struct {
+		name string
+		mode runtimeapi.NamespaceMode
+	}{{"network", o.GetNetwork()}, {"ipc", o.GetIpc()}, {"pid", o.GetPid()}} {
+		if _, ok := runtimeapi.NamespaceMode_name[int32(m.mode)]; !ok {
+			return container.NamespaceOptions{}, invalidArg(field+m.name, "unknown mode %d", m.mode)
+		}
+	}
+	if o.GetUsernsOptions() != nil && o.GetUsernsOptions().GetMode() != runtimeapi.NamespaceMode_NODE {
+		return container.NamespaceOptions{}, invalidArg(field+"userns_options.mode",
+			"%s is not supported: this runtime has no pod user namespaces yet", o.GetUsernsOptions().GetMode())
+	}
+	n := container.NamespaceOptions{
+		Network: sandbox.NamespaceMode(o.GetNetwork()),
+		IPC:     sandbox.NamespaceMode(o.GetIpc()),
+		PID:     sandbox.NamespaceMode(o.GetPid()),
+	}
+	if n.PID == sandbox.ModeTarget {
+		if o.GetTargetId() == "" {
+			return n, invalidArg(field+"target_id", "must not be empty with pid mode TARGET")
+		}
+		n.TargetID = o.GetTargetId()
+	}
+	return n, nil
+}

@@ -1,0 +1,36 @@
+package cri
+
+import (
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/cri-mini/cri-mini/pkg/sandbox"
+)
+
+// PodInitPids reports the PID of a pod's init; *sandbox.PodInits is one.
+type PodInitPids interface {
+	// Pid returns the PID of the running init of the sandbox, or 0.
+	Pid(sandboxID string) int
+}
+
+// podContainerStatuses are the statuses of the pod's containers that PodSandboxStatus
+// carries for the evented PLEG, from the container manager's memory. The sandbox manager
+// does not know containers: the two meet here.
+func (s *Server) podContainerStatuses(podID string) []*runtimeapi.ContainerStatus {
+	if s.opts.Containers == nil {
+		return nil
+	}
+	var out []*runtimeapi.ContainerStatus
+	for _, c := range s.opts.Containers.List() {
+		if c.PodSandboxID == podID {
+			out = append(out, toContainerStatus(c))
+		}
+	}
+	return out
+}
+
+func (s *Server) podInitPid(sb *sandbox.Sandbox) int {
+	if s.opts.PodInits == nil || sb.Config.PIDMode != sandbox.ModePod {
+		return 0
+	}
+	return s.opts.PodInits.Pid(sb.ID)
+}

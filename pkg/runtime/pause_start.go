@@ -1,0 +1,209 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
+	"github.com/cri-mini/cri-mini/pkg/ns"
+)
+
+// PauseExe returns a sealed copy of this binary to start pause processes from. The copy is
+// what /proc/1/exe shows inside a shared-PID pod, for as long as the pod lives, so it must
+// be one nothing can write through (CVE-2019-5736, see sealedSelf). One copy serves every
+// pause its owner starts: each pause maps it instead of holding a copy of its own.
+func PauseExe() (*os.File, error) { return sealedSelf() }
+
+// PauseOptions describe one pod init.
+type PauseOptions struct {
+	// Exe is the sealed binary (PauseExe); the caller keeps it open.
+	Exe *os.File
+	// NS are the pod's namespaces to join; the PID namespace is always a new one.
+	NS ns.Paths
+	// CgroupPath is the cgroup the pause runs in (it must exist).
+	CgroupPath string
+	Cgroups    *cgroups.Manager
+	// Commit runs once the pause runs, is in its cgroup and has not done anything yet; it
+	// records the pause. An error kills the pause; a pause whose starter dies before Commit
+	// returns exits by itself.
+	Commit func(p PauseProcess) error
+}
+
+// PauseProcess identifies a pause across restarts of its starter: the PID alone could be
+// recycled, the PID with its start time (clock ticks since boot) cannot.
+type PauseProcess struct {
+	Pid       int    `json:"pid"`
+	StartTime uint64 `json:"startTime"`
+}
+
+// StartPause starts `cri-mini pause` in a new PID namespace inside o.NS, in its own session,
+// placed in o.CgroupPath before it runs. The caller reaps it with the returned process's Wait
+// while it is its parent; after a restart of the caller, FindPause finds it again.
+func StartPause(ctx context.Context, o PauseOptions) (_ *os.Process, _ PauseProcess, retErr error) {
+	gateR, gateW, err := os.Pipe()
+	if err != nil {
+		return nil, PauseProcess{}, fmt.Errorf("create pause gate: %w", err)
+	}
+	defer gateR.Close()
+	defer gateW.Close()
+	cmd := &exec.Cmd{
+		// The child sees ExtraFiles from 3 on: 4 is the sealed binary.
+		Path:       "/proc/self/fd/" + strconv.Itoa(fdPauseExe),
+		Args:       []string{"cri-mini", PauseCommand},
+		Env:        []string{},
+		ExtraFiles: []*os.File{gateR, o.Exe},
+		// Its own session: it outlives the daemon and must not share its terminal or signals.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWPID},
+	}
+	if o.Cgroups.IsV2() {
+		dirs, err := o.Cgroups.Dirs(o.CgroupPath)
+		if err != nil {
+			return nil, PauseProcess{}, err
+		}
+		f, err := os.OpenFile(dirs[""], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, PauseProcess{}, fmt.Errorf("open cgroup %s: %w", o.CgroupPath, err)
+		}
+		defer f.Close()
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = int(f.Fd())
+	}
+	if err := ns.StartIn(o.NS, cmd); err != nil {
+		return nil, PauseProcess{}, fmt.Errorf("start pod init: %w", err)
+	}
+	proc := cmd.Process
+	defer func() {
+		if retErr != nil {
+			_ = proc.Kill()
+			_, _ = proc.Wait()
+		}
+	}()
+	_ = gateR.Close()
+	if !o.Cgroups.IsV2() {
+		if err := joinCgroupV1(o.Cgroups, o.CgroupPath, proc.Pid); err != nil {
+			return nil, PauseProcess{}, err
+		}
+	}
+	start, err := startTicks(proc.Pid)
+	if err != nil {
+		return nil, PauseProcess{}, err
+	}
+	pp := PauseProcess{Pid: proc.Pid, StartTime: start}
+	if o.Commit != nil {
+		if err := o.Commit(pp); err != nil {
+			return nil, PauseProcess{}, err
+		}
+	}
+	if _, err := gateW.Write([]byte{1}); err != nil {
+		return nil, PauseProcess{}, fmt.Errorf("release pod init: %w", err)
+	}
+	return proc, pp, nil
+}
+
+// FindPause returns a pidfd of the recorded pause, or ok=false when it is gone (its PID
+// unused, or reused by another process). The pidfd is opened before the start time is
+// compared, so it refers to the recorded process whenever the times match.
+func FindPause(p PauseProcess) (fd int, ok bool, err error) {
+	fd, err = unix.PidfdOpen(p.Pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return -1, false, nil
+	}
+	if err != nil {
+		return -1, false, fmt.Errorf("pidfd_open %d: %w", p.Pid, err)
+	}
+	st, err := startTicks(p.Pid)
+	if err != nil || st != p.StartTime || isZombie(p.Pid) {
+		_ = unix.Close(fd)
+		return -1, false, nil
+	}
+	return fd, true, nil
+}
+
+// StopPause ends the pause behind pidfd: SIGTERM, then SIGKILL after grace. The kernel
+// kills whatever else is left in its PID namespace when it exits. It returns once the pause
+// has exited (or ctx ends).
+func StopPause(ctx context.Context, pidfd int, grace time.Duration) error {
+	for _, step := range []struct {
+		sig  unix.Signal
+		wait time.Duration
+	}{{unix.SIGTERM, grace}, {unix.SIGKILL, 10 * time.Second}} {
+		if err := unix.PidfdSendSignal(pidfd, step.sig, nil, 0); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				return nil
+			}
+			return fmt.Errorf("signal pod init: %w", err)
+		}
+		exited, err := waitPidfd(ctx, pidfd, step.wait)
+		if err != nil || exited {
+			return err
+		}
+	}
+	return fmt.Errorf("pod init did not exit after SIGKILL")
+}
+
+// waitPidfd polls pidfd (readable once the process has exited) for at most d, in short
+// slices so that ctx is honoured.
+func waitPidfd(ctx context.Context, pidfd int, d time.Duration) (bool, error) {
+	deadline := time.Now().Add(d)
+	for {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 50)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false, fmt.Errorf("wait for pod init: %w", err)
+		}
+		if n > 0 {
+			return true, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("wait for pod init: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+	}
+}
+
+// startTicks is field 22 of /proc/<pid>/stat: the start time in clock ticks since boot.
+func startTicks(pid int) (uint64, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	t, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse start time of pid %d: %w", pid, err)
+	}
+	return t, nil
+}
+
+func isZombie(pid int) bool {
+	f, err := statFields(pid)
+	return err != nil || f[0] == "Z" || f[0] == "X"
+}
+
+// statFields returns the fields of /proc/<pid>/stat after the command name (state first).
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	// The command name may hold spaces and parentheses: fields restart after its last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil, fmt.Errorf("parse stat of pid %d: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return nil, fmt.Errorf("parse stat of pid %d: %d fields", pid, len(f))
+	}
+	return f, nil
+}
