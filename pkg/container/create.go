@@ -183,6 +183,9 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, img *image.I
 	if err != nil {
 		return nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
+	if err := setSeccomp(spec, c.Config); err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+	}
 	return spec, nil
 }
 

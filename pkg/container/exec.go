@@ -56,7 +56,7 @@ func (m *Manager) ExecSync(ctx context.Context, idOrPrefix string, cmd []string,
 		return nil, nil, 0, fmt.Errorf("exec in container %s: stderr pipe: %w", c.ID, err)
 	}
 	defer errR.Close()
-	target := runtime.ExecTarget{Pid: c.Pid, CgroupPath: c.CgroupPath, Cgroups: m.o.Cgroups, StartedBy: c.StartedAt}
+	target := runtime.ExecTarget{Pid: c.Pid, CgroupPath: c.CgroupPath, Cgroups: m.o.Cgroups, StartedBy: c.StartedAt, Seccomp: runtime.SpecSeccomp(c.Spec)}
 	p, err := runtime.ExecIn(ctx, target, proc, runtime.Stdio{Stdout: outW, Stderr: errW})
 	// Our copies of the write ends must go, or the readers never see EOF.
 	_ = outW.Close()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
+	"github.com/cri-mini/cri-mini/pkg/seccomp"
 )
 
 // State of a container, as the CRI names them.
@@ -67,6 +68,10 @@ type Config struct {
 	SupplementalGroups []uint32 `json:"supplementalGroups,omitempty"`
 
 	Resources *cgroups.Resources `json:"resources,omitempty"`
+
+	Privileged bool `json:"privileged,omitempty"`
+	// Seccomp is the seccomp profile choice; nil is unconfined.
+	Seccomp *seccomp.Profile `json:"seccomp,omitempty"`
 }
 
 // Container is a container as reported to callers. Values returned by the Manager are

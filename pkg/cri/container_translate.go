@@ -108,6 +108,12 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 		for _, g := range sc.GetSupplementalGroups() {
 			c.SupplementalGroups = append(c.SupplementalGroups, uint32(g))
 		}
+		c.Privileged = sc.GetPrivileged()
+		prof, err := seccompProfile(sc)
+		if err != nil {
+			return container.Config{}, err
+		}
+		c.Seccomp = prof
 	}
 	if r := lx.GetResources(); r != nil {
 		c.Resources = &cgroups.Resources{
