@@ -36,8 +36,12 @@ type rule struct {
 // calls that ABI knows (names it lacks are skipped, as runc does), then the default action.
 // Several rules for one system call are ORed, first match wins, unconditional rules last;
 // the conditions of one rule are ANDed. Seen from another ABI than those covered (the
-// native one and the compat ones the profile lists), a call kills the process, as
-// libseccomp's bad-arch action does.
+// native one and the compat ones the profile lists), a call kills the process (libseccomp's
+// bad-arch action kills the thread; the whole process is the cleaner end).
+//
+// Like runc, a call numbered above every call the profile names gets ENOSYS instead of a
+// restrictive default action: it is newer than the profile, and ENOSYS is what makes
+// libc fall back to an older call (EPERM would be taken as a real refusal).
 func Compile(s *specs.LinuxSeccomp, goarch string) ([]unix.SockFilter, error) {
 	if s == nil {
 		return nil, fmt.Errorf("%w: no profile", ErrInvalidProfile)
@@ -86,11 +90,11 @@ func Compile(s *specs.LinuxSeccomp, goarch string) ([]unix.SockFilter, error) {
 				a.place(native)
 			}
 		}
-		compileABI(&a, b, s.Syscalls, def)
+		compileABI(&a, b, s, def)
 	}
 	if x32 != nil {
 		a.place(x32Entry)
-		compileABI(&a, *x32, s.Syscalls, def)
+		compileABI(&a, *x32, s, def)
 	}
 	return a.resolve()
 }
@@ -184,8 +188,14 @@ func rulesOf(b abi, calls []specs.LinuxSyscall, def uint32) (map[uint32][]rule, 
 
 // compileABI emits the rules of one ABI; A holds the system call number on entry. Runs of
 // calls with one unconditional rule and the same action share their return instruction.
-func compileABI(a *assembler, b abi, calls []specs.LinuxSyscall, def uint32) {
-	rules, nrs := rulesOf(b, calls, def)
+func compileABI(a *assembler, b abi, s *specs.LinuxSeccomp, def uint32) {
+	if last, ok := enosysAbove(b, s); ok {
+		known := a.newLabel()
+		a.jump(unix.BPF_JGT, last, next, known)
+		a.ret(unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS))
+		a.place(known)
+	}
+	rules, nrs := rulesOf(b, s.Syscalls, def)
 	simple := func(nr uint32) bool { return len(rules[nr]) == 1 && len(rules[nr][0].args) == 0 }
 	for i := 0; i < len(nrs); {
 		nr := nrs[i]
@@ -234,4 +244,27 @@ func compileCall(a *assembler, b abi, nr uint32, rules []rule, def uint32) {
 		a.ret(def)
 	}
 	a.place(skip)
+}
+
+// enosysAbove returns the highest call number the profile names for ABI b, when calls
+// above it are to get ENOSYS: not when the default action lets calls through anyway
+// (ALLOW, LOG, TRACE: a tracer handles new calls itself), nor when it already is ENOSYS.
+func enosysAbove(b abi, s *specs.LinuxSeccomp) (uint32, bool) {
+	switch s.DefaultAction {
+	case specs.ActAllow, specs.ActLog, specs.ActTrace:
+		return 0, false
+	}
+	if s.DefaultAction == specs.ActErrno && s.DefaultErrnoRet != nil && *s.DefaultErrnoRet == uint(unix.ENOSYS) {
+		return 0, false
+	}
+	var last uint32
+	found := false
+	for _, sc := range s.Syscalls {
+		for _, name := range sc.Names {
+			if nr, ok := b.sysnum(name); ok && nr >= last {
+				last, found = nr, true
+			}
+		}
+	}
+	return last, found
 }

@@ -246,3 +246,40 @@ func TestCompileInvalid(t *testing.T) {
 		t.Errorf("unsupported architecture compiled")
 	}
 }
+
+// TestCompileENOSYS: calls newer than every call the profile names get ENOSYS when the
+// default action would refuse them, as runc patches libseccomp's filters to do.
+func TestCompileENOSYS(t *testing.T) {
+	enosys := unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+	closeNr := nr(t, sysnumX86_64, "close")
+	deny := func(def specs.LinuxSeccompAction, errno *uint) *specs.LinuxSeccomp {
+		return &specs.LinuxSeccomp{DefaultAction: def, DefaultErrnoRet: errno,
+			Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX32},
+			Syscalls:      []specs.LinuxSyscall{{Names: []string{"close"}, Action: specs.ActAllow}}}
+	}
+	for _, tc := range []struct {
+		name string
+		prof *specs.LinuxSeccomp
+		c    call
+		want uint32
+	}{
+		{"named call", deny(specs.ActErrno, nil), call{nr: closeNr}, retAllow},
+		{"older call: default", deny(specs.ActErrno, nil), call{nr: nr(t, sysnumX86_64, "write")}, retEPERM},
+		{"newer call: ENOSYS", deny(specs.ActErrno, nil), call{nr: closeNr + 1}, enosys},
+		{"far newer call: ENOSYS", deny(specs.ActKillProcess, nil), call{nr: 1000}, enosys},
+		{"x32 named call", deny(specs.ActErrno, nil), call{nr: nr(t, sysnumX32, "close")}, retAllow},
+		{"x32 newer call: ENOSYS", deny(specs.ActErrno, nil), call{nr: nr(t, sysnumX32, "close") + 1}, enosys},
+		{"allow default: untouched", &specs.LinuxSeccomp{DefaultAction: specs.ActAllow,
+			Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActErrno}}}, call{nr: 1000}, retAllow},
+		{"default already ENOSYS", deny(specs.ActErrno, uptr(uint(unix.ENOSYS))), call{nr: 1000}, enosys},
+		{"default other errno", deny(specs.ActErrno, uptr(uint(unix.EACCES))), call{nr: 1}, unix.SECCOMP_RET_ERRNO | uint32(unix.EACCES)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vm, _ := compileVM(t, tc.prof, "amd64")
+			tc.c.arch = unix.AUDIT_ARCH_X86_64
+			if got := run(t, vm, tc.c); got != tc.want {
+				t.Errorf("got %#x, want %#x", got, tc.want)
+			}
+		})
+	}
+}
