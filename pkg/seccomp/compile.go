@@ -21,9 +21,11 @@ const (
 	offArgs = 16
 )
 
-// maxRun bounds a run of system calls that share one return instruction, so that their
-// tests reach it with short jumps.
-const maxRun = 200
+// leafSize is the most system calls tested one after the other: above it the numbers are
+// split in halves by a comparison (a binary search tree), so that a call costs about
+// log2(n/leafSize) + leafSize tests instead of up to n; every system call of a
+// container pays it.
+const leafSize = 16
 
 // rule is one rule of one system call: conditions (ANDed) and the action when they hold.
 type rule struct {
@@ -186,8 +188,7 @@ func rulesOf(b abi, calls []specs.LinuxSyscall, def uint32) (map[uint32][]rule, 
 	return out, nrs
 }
 
-// compileABI emits the rules of one ABI; A holds the system call number on entry. Runs of
-// calls with one unconditional rule and the same action share their return instruction.
+// compileABI emits the rules of one ABI; A holds the system call number on entry.
 func compileABI(a *assembler, b abi, s *specs.LinuxSeccomp, def uint32) {
 	if last, ok := enosysAbove(b, s); ok {
 		known := a.newLabel()
@@ -196,6 +197,22 @@ func compileABI(a *assembler, b abi, s *specs.LinuxSeccomp, def uint32) {
 		a.place(known)
 	}
 	rules, nrs := rulesOf(b, s.Syscalls, def)
+	compileTree(a, b, rules, nrs, def)
+}
+
+// compileTree emits the calls nrs (sorted) as a binary search tree whose leaves test up to
+// leafSize calls in turn; A holds the number throughout.
+func compileTree(a *assembler, b abi, rules map[uint32][]rule, nrs []uint32, def uint32) {
+	if len(nrs) > leafSize {
+		mid := len(nrs) / 2
+		upper := a.newLabel()
+		a.jump(unix.BPF_JGE, nrs[mid], upper, next)
+		compileTree(a, b, rules, nrs[:mid], def)
+		a.place(upper)
+		compileTree(a, b, rules, nrs[mid:], def)
+		return
+	}
+	// Calls with one unconditional rule and the same action share their return.
 	simple := func(nr uint32) bool { return len(rules[nr]) == 1 && len(rules[nr][0].args) == 0 }
 	for i := 0; i < len(nrs); {
 		nr := nrs[i]
@@ -206,7 +223,7 @@ func compileABI(a *assembler, b abi, s *specs.LinuxSeccomp, def uint32) {
 		}
 		act := rules[nr][0].action
 		j := i
-		for j < len(nrs) && j-i < maxRun && simple(nrs[j]) && rules[nrs[j]][0].action == act {
+		for j < len(nrs) && simple(nrs[j]) && rules[nrs[j]][0].action == act {
 			j++
 		}
 		hit, miss := a.newLabel(), a.newLabel()
