@@ -15,9 +15,13 @@ func Apply(s *specs.LinuxSeccomp) error {
 	if s == nil {
 		return nil
 	}
+	flags, err := Flags(s)
+	if err != nil {
+		return err
+	}
 	prog, err := Compile(s, goarch())
 	if err != nil {
 		return fmt.Errorf("compile seccomp profile: %w", err)
 	}
-	return Install(prog)
+	return Install(prog, flags)
 }

@@ -52,6 +52,9 @@ func Compile(s *specs.LinuxSeccomp, goarch string) ([]unix.SockFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("defaultAction: %w", err)
 	}
+	if _, err := Flags(s); err != nil {
+		return nil, err
+	}
 	if err := validateRules(s.Syscalls); err != nil {
 		return nil, err
 	}
@@ -284,4 +287,23 @@ func enosysAbove(b abi, s *specs.LinuxSeccomp) (uint32, bool) {
 		}
 	}
 	return last, found
+}
+
+// Flags returns the seccomp(2) filter flags a profile asks for. TSYNC is always used;
+// LOG and SPEC_ALLOW are passed on; flags that need a notification listener, which
+// cri-mini does not provide, are refused.
+func Flags(s *specs.LinuxSeccomp) (uintptr, error) {
+	var out uintptr
+	for _, f := range s.Flags {
+		switch f {
+		case specs.LinuxSeccompFlagLog:
+			out |= unix.SECCOMP_FILTER_FLAG_LOG
+		case specs.LinuxSeccompFlagSpecAllow:
+			out |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
+		case "SECCOMP_FILTER_FLAG_TSYNC":
+		default:
+			return 0, fmt.Errorf("%w: unsupported flag %q", ErrInvalidProfile, f)
+		}
+	}
+	return out, nil
 }

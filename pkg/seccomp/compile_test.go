@@ -283,3 +283,29 @@ func TestCompileENOSYS(t *testing.T) {
 		})
 	}
 }
+
+func TestFlags(t *testing.T) {
+	for _, tc := range []struct {
+		flags   []specs.LinuxSeccompFlag
+		want    uintptr
+		invalid bool
+	}{
+		{nil, 0, false},
+		{[]specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog}, unix.SECCOMP_FILTER_FLAG_LOG, false},
+		{[]specs.LinuxSeccompFlag{specs.LinuxSeccompFlagSpecAllow, "SECCOMP_FILTER_FLAG_TSYNC"}, unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, false},
+		{[]specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}, 0, true},
+		{[]specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_BOGUS"}, 0, true},
+	} {
+		s := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Flags: tc.flags}
+		got, err := Flags(s)
+		if tc.invalid {
+			if _, cerr := Compile(s, "amd64"); !errors.Is(err, ErrInvalidProfile) || !errors.Is(cerr, ErrInvalidProfile) {
+				t.Errorf("%v: got %v / compile %v, want ErrInvalidProfile", tc.flags, err, cerr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%v: got %#x, %v; want %#x", tc.flags, got, err, tc.want)
+		}
+	}
+}

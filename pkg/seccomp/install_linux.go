@@ -14,13 +14,15 @@ import (
 // others (and the processes they may start) unfiltered: SECCOMP_FILTER_FLAG_TSYNC makes
 // the kernel apply it to all of them, or fail. Without no_new_privs the kernel requires
 // CAP_SYS_ADMIN, so callers install the filter before dropping capabilities (runc's order).
-func Install(prog []unix.SockFilter) error {
+//
+// flags are further SECCOMP_FILTER_FLAG_* bits (see Flags).
+func Install(prog []unix.SockFilter, flags uintptr) error {
 	if len(prog) == 0 {
 		return errors.New("install seccomp filter: empty program")
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
-		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+		unix.SECCOMP_FILTER_FLAG_TSYNC|flags, uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(prog)
 	if errno != 0 {
 		return fmt.Errorf("install seccomp filter: %w", errno)
