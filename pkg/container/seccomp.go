@@ -12,11 +12,10 @@ import (
 
 // setSeccomp resolves the container's seccomp choice into spec.Linux.Seccomp, once, at
 // create time: a Localhost file read now is what the container and every exec into it
-// get, even if the file changes later. Privileged containers get no filter (as in
-// containerd and CRI-O). The capability-dependent rules of the profile follow the spec's
-// bounding set, or the default set when the spec has none.
+// get, even if the file changes later. The capability-dependent rules of the profile
+// follow the spec's bounding set, or the default set when the spec has none.
 func setSeccomp(spec *specs.Spec, cfg Config) error {
-	if cfg.Privileged || cfg.Seccomp == nil || spec.Linux == nil {
+	if cfg.Seccomp == nil || spec.Linux == nil {
 		return nil
 	}
 	caps := seccomp.DefaultCapabilities()

@@ -32,7 +32,6 @@ func TestSetSeccomp(t *testing.T) {
 	}{
 		{name: "unconfined", cfg: Config{}},
 		{name: "default", cfg: Config{Seccomp: def}, want: true},
-		{name: "privileged", cfg: Config{Seccomp: def, Privileged: true}},
 		{name: "default with SYS_ADMIN", cfg: Config{Seccomp: def}, caps: []string{"CAP_SYS_ADMIN"}, want: true, unshare: true},
 		{name: "missing localhost file", cfg: Config{Seccomp: &seccomp.Profile{Kind: seccomp.Localhost, Path: filepath.Join(t.TempDir(), "none.json")}}, invalid: true},
 	} {

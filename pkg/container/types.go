@@ -69,7 +69,6 @@ type Config struct {
 
 	Resources *cgroups.Resources `json:"resources,omitempty"`
 
-	Privileged bool `json:"privileged,omitempty"`
 	// Seccomp is the seccomp profile choice; nil is unconfined.
 	Seccomp *seccomp.Profile `json:"seccomp,omitempty"`
 }

@@ -10,10 +10,14 @@ import (
 
 // seccompProfile reads the container's seccomp choice: the seccomp field, else the
 // deprecated seccomp_profile_path; neither means unconfined (nil), as containerd's
-// default configuration does. A Localhost profile must name an absolute file on the node;
-// whether it exists and parses is checked when the container is created.
+// default configuration does, and so does a privileged container (as in containerd and
+// CRI-O: privileged means every system call). A Localhost profile must name an absolute
+// file on the node; whether it exists and parses is checked when the container is created.
 func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext) (*seccomp.Profile, error) {
 	const field = "config.linux.security_context.seccomp"
+	if sc.GetPrivileged() {
+		return nil, nil
+	}
 	if p := sc.GetSeccomp(); p != nil {
 		switch p.GetProfileType() {
 		case runtimeapi.SecurityProfile_RuntimeDefault:

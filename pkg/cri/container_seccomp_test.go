@@ -13,11 +13,10 @@ import (
 
 func TestContainerSeccompTranslation(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		sc        *runtimeapi.LinuxContainerSecurityContext
-		want      *seccomp.Profile
-		badField  string
-		privilege bool
+		name     string
+		sc       *runtimeapi.LinuxContainerSecurityContext
+		want     *seccomp.Profile
+		badField string
 	}{
 		{name: "no security context"},
 		{name: "nil profile", sc: &runtimeapi.LinuxContainerSecurityContext{}},
@@ -43,8 +42,7 @@ func TestContainerSeccompTranslation(t *testing.T) {
 			badField: "seccomp_profile_path"},
 		{name: "field wins over path", sc: &runtimeapi.LinuxContainerSecurityContext{
 			Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}, SeccompProfilePath: "runtime/default"}},
-		{name: "privileged", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true, Seccomp: &runtimeapi.SecurityProfile{}},
-			want: &seccomp.Profile{Kind: seccomp.RuntimeDefault}, privilege: true},
+		{name: "privileged", sc: &runtimeapi.LinuxContainerSecurityContext{Privileged: true, Seccomp: &runtimeapi.SecurityProfile{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := containerConfig(&runtimeapi.ContainerConfig{
@@ -63,9 +61,6 @@ func TestContainerSeccompTranslation(t *testing.T) {
 			}
 			if (cfg.Seccomp == nil) != (tc.want == nil) || (cfg.Seccomp != nil && *cfg.Seccomp != *tc.want) {
 				t.Errorf("seccomp %+v, want %+v", cfg.Seccomp, tc.want)
-			}
-			if cfg.Privileged != tc.privilege {
-				t.Errorf("privileged %v, want %v", cfg.Privileged, tc.privilege)
 			}
 		})
 	}

@@ -108,12 +108,6 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 		for _, g := range sc.GetSupplementalGroups() {
 			c.SupplementalGroups = append(c.SupplementalGroups, uint32(g))
 		}
-		c.Privileged = sc.GetPrivileged()
-		prof, err := seccompProfile(sc)
-		if err != nil {
-			return container.Config{}, err
-		}
-		c.Seccomp = prof
 	}
 	if r := lx.GetResources(); r != nil {
 		c.Resources = &cgroups.Resources{
@@ -125,6 +119,11 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 			CpusetMems:  r.GetCpusetMems(),
 		}
 	}
+	prof, err := seccompProfile(lx.GetSecurityContext())
+	if err != nil {
+		return container.Config{}, err
+	}
+	c.Seccomp = prof
 	return c, nil
 }
 
