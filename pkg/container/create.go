@@ -197,6 +197,11 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 	if err != nil {
 		return nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
+	// After BuildSpec: the capability-dependent rules of the default profile read the
+	// spec's bounding set.
+	if err := setSeccomp(spec, c.Config); err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+	}
 	applyResourcesToSpec(spec, cfg, hostOOMScoreAdjFloor())
 	if c.CgroupPath != "" {
 		// After the spec: the cgroup's device rules come from it.

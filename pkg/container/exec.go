@@ -98,7 +98,7 @@ func (m *Manager) prepareExec(idOrPrefix string, cmd []string) (execJob, error) 
 	return execJob{
 		id:     c.ID,
 		proc:   execProcess(c.Spec.Process, cmd),
-		target: runtime.ExecTarget{Pid: c.Pid, CgroupPath: c.CgroupPath, Cgroups: m.o.Cgroups, StartedBy: c.StartedAt},
+		target: runtime.ExecTarget{Pid: c.Pid, CgroupPath: c.CgroupPath, Cgroups: m.o.Cgroups, StartedBy: c.StartedAt, Seccomp: runtime.SpecSeccomp(c.Spec)},
 	}, nil
 }
 

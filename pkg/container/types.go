@@ -11,6 +11,7 @@ import (
 
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
+	"github.com/cri-mini/cri-mini/pkg/seccomp"
 )
 
 // State of a container, as the CRI names them.
@@ -84,6 +85,9 @@ type Config struct {
 	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
 
 	Namespaces NamespaceOptions `json:"namespaces"`
+
+	// Seccomp is the seccomp profile choice; nil is unconfined.
+	Seccomp *seccomp.Profile `json:"seccomp,omitempty"`
 }
 
 // Container is a container as reported to callers. Values returned by the Manager are

@@ -126,6 +126,11 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 		return container.Config{}, err
 	}
 	c.Resources, c.OOMScoreAdj = res, adj
+	prof, err := seccompProfile(lx.GetSecurityContext())
+	if err != nil {
+		return container.Config{}, err
+	}
+	c.Seccomp = prof
 	return c, nil
 }
 

@@ -30,7 +30,7 @@ func (c *Container) Exec(ctx context.Context, proc *specs.Process, stdio Stdio) 
 	default:
 	}
 	alive := func() error { return c.Signal(0) }
-	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, stdio)
+	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, SpecSeccomp(c.Spec), stdio)
 }
 
 // ExecTarget is a running container as seen by a process that is not its parent (the
@@ -43,6 +43,8 @@ type ExecTarget struct {
 	// StartedBy is a time at which the init already existed (when it was started): a
 	// process with this PID that began later is not the container's. Zero skips the check.
 	StartedBy time.Time
+	// Seccomp is the container's seccomp profile, which the exec'd process gets too.
+	Seccomp *specs.LinuxSeccomp
 }
 
 // ExecIn runs proc inside the running container t: the exec helper is started from a
@@ -92,7 +94,7 @@ func ExecIn(ctx context.Context, t ExecTarget, proc *specs.Process, stdio Stdio)
 		}
 		return nil
 	}
-	return execIn(ctx, t.Pid, t.CgroupPath, t.Cgroups, alive, proc, stdio)
+	return execIn(ctx, t.Pid, t.CgroupPath, t.Cgroups, alive, proc, t.Seccomp, stdio)
 }
 
 // inCgroup reports whether pid is in cgroup path in some hierarchy, by /proc/<pid>/cgroup
@@ -161,7 +163,7 @@ func processStart(pid int) (time.Time, error) {
 // from is still the container's, and spawns the exec helper. The helper's thread joins the
 // namespaces through the descriptors opened here (as /proc/self/fd paths), never by PID
 // again, so a recycled PID cannot slip in between the check and the join.
-func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manager, alive func() error, proc *specs.Process, stdio Stdio) (*Process, error) {
+func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manager, alive func() error, proc *specs.Process, filter *specs.LinuxSeccomp, stdio Stdio) (*Process, error) {
 	if proc == nil || len(proc.Args) == 0 {
 		return nil, fmt.Errorf("exec: empty process args")
 	}
@@ -207,7 +209,7 @@ func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manage
 		extra:      []*os.File{mnt},
 		cgroupPath: cgroupPath,
 		cgm:        cgm,
-		config:     childConfig{Process: proc},
+		config:     childConfig{Process: proc, Seccomp: filter},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("exec in container pid %d: %w", pid, err)
@@ -254,7 +256,7 @@ func ExecHelperMain() int {
 		return fail(err)
 	}
 	_ = mnt.Close()
-	argv0, err := prepareProcess(cfg.Process)
+	argv0, err := prepareProcess(cfg.Process, cfg.Seccomp)
 	if err != nil {
 		return fail(err)
 	}

@@ -32,7 +32,7 @@ func InitMain() int {
 	if err := initContainer(cfg.Spec); err != nil {
 		return fail(err)
 	}
-	argv0, err := prepareProcess(cfg.Spec.Process)
+	argv0, err := prepareProcess(cfg.Spec.Process, cfg.Spec.Linux.Seccomp)
 	if err != nil {
 		return fail(err)
 	}

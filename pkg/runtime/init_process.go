@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/seccomp"
 )
 
 var rlimitTypes = map[string]int{
@@ -26,8 +28,9 @@ var rlimitTypes = map[string]int{
 // container's root, and returns the resolved executable. Shared by the init and the exec
 // helper. Limits come first, while we still hold CAP_SYS_RESOURCE (raising a hard limit or
 // lowering oom_score_adj needs it); the user switch comes last but for the working dir,
-// which is entered as the user so that its permissions apply.
-func prepareProcess(p *specs.Process) (string, error) {
+// which is entered as the user so that its permissions apply. filter is the container's
+// seccomp profile (nil: none).
+func prepareProcess(p *specs.Process, filter *specs.LinuxSeccomp) (string, error) {
 	for _, r := range p.Rlimits {
 		res, ok := rlimitTypes[r.Type]
 		if !ok {
@@ -50,9 +53,13 @@ func prepareProcess(p *specs.Process) (string, error) {
 	if err := os.MkdirAll(cwd, 0o755); err != nil {
 		return "", fmt.Errorf("create working directory %s: %w", cwd, err)
 	}
-	// Security context (DESIGN section 6, step 6): no_new_privs, then (seccomp here), then
-	// the bounding set drop, the user switch and the capability sets.
+	// Security context (DESIGN section 6, step 6): no_new_privs, the seccomp filter (while
+	// CAP_SYS_ADMIN is still held: without no_new_privs the kernel requires it), then the
+	// bounding set drop, the user switch and the capability sets.
 	if err := setNoNewPrivs(p); err != nil {
+		return "", err
+	}
+	if err := seccomp.Apply(filter); err != nil {
 		return "", err
 	}
 	if err := switchUserWithCaps(p); err != nil {

@@ -30,6 +30,8 @@ type childConfig struct {
 	Spec *specs.Spec `json:"spec,omitempty"` // init: the whole container spec
 	// Process is the exec helper's process (the container's spec is not needed).
 	Process *specs.Process `json:"process,omitempty"`
+	// Seccomp is the exec helper's filter: the container's, as runc gives exec'd processes.
+	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
 }
 
 type msgType string
