@@ -66,6 +66,7 @@ type Manager struct {
 	byID  map[string]*entry
 	names map[string]string // nameKey → container ID, including containers being created
 	pods  map[string]*pod   // pod sandbox ID → its monitor
+	exe   sealedExe         // the binary monitors run from (exe.go)
 
 	// ctx ends the background watchers when the manager closes.
 	ctx    context.Context
@@ -126,6 +127,7 @@ func (m *Manager) Close() {
 	for _, p := range m.pods {
 		p.close()
 	}
+	m.exe.close()
 }
 
 func newID() (string, error) {
