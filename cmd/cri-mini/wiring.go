@@ -78,6 +78,9 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 			RemoveContainers: func(ctx context.Context, id string) error {
 				return d.ctrs.RemovePod(ctx, id)
 			},
+			StartPod: func(ctx context.Context, id string) error {
+				return d.ctrs.StartPod(ctx, id)
+			},
 		},
 	})
 	if err != nil {

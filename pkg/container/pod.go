@@ -41,8 +41,8 @@ func (m *Manager) podFor(podID string) *pod {
 	return p
 }
 
-// monitorClient returns the client of the pod's monitor, launching the monitor on the
-// pod's first container: pods that never get a container never cost a process.
+// monitorClient returns the client of the pod's monitor, launching it if StartPod did not
+// (or it is gone).
 func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Client, string, error) {
 	p := m.podFor(podID)
 	p.mu.Lock()
@@ -67,6 +67,13 @@ func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Cli
 		PodID: podID,
 		Dir:   p.dir,
 	}
+	if m.o.MonitorExe == "" {
+		f, err := m.exe.get()
+		if err != nil {
+			return nil, "", fmt.Errorf("launch monitor of pod %s: %w", podID, err)
+		}
+		lo.ExeFile = f
+	}
 	if m.o.MonitorCgroup != "" {
 		if _, err := m.o.Cgroups.Create(m.o.MonitorCgroup, nil); err != nil {
 			return nil, "", fmt.Errorf("create monitor cgroup %s: %w", m.o.MonitorCgroup, err)
@@ -90,6 +97,14 @@ func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Cli
 	klog.FromContext(ctx).V(2).Info("Monitor started", "podSandboxID", podID, "pid", pid)
 	p.client = cl
 	return cl, p.dir, nil
+}
+
+// StartPod launches the pod's monitor ahead of its first container (the sandbox manager
+// calls it while the pod's network is being set up). A pod whose monitor already serves is
+// left as it is.
+func (m *Manager) StartPod(ctx context.Context, podID string) error {
+	_, _, err := m.monitorClient(ctx, podID)
+	return err
 }
 
 // existingClient returns the pod's monitor client without launching one (nil when none).
