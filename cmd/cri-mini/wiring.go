@@ -102,6 +102,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		StateDir:      filepath.Join(cfg.State, "mon"), // short: monitor sockets live below
 		MonitorLogDir: filepath.Join(cfg.State, "monitor-logs"),
 		MonitorCgroup: "/cri-mini-monitors",
+		MonitorBinary: findMonitorBinary(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load containers: %w", err)

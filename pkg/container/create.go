@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-mini/cri-mini/pkg/container/spawner"
 	"github.com/cri-mini/cri-mini/pkg/image"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
@@ -113,7 +114,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 			return nil, fmt.Errorf("create log directory of container %s: %w", id, err)
 		}
 	}
-	raw, err := json.Marshal(SpawnConfig{Spec: spec})
+	raw, err := json.Marshal(spawner.Config{Spec: spec})
 	if err != nil {
 		return nil, fmt.Errorf("encode spawn config of container %s: %w", id, err)
 	}

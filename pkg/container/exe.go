@@ -7,7 +7,7 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
-// sealedExe is the daemon's one sealed memfd copy of its own binary, made on the first
+// sealedExe is the daemon's one sealed memfd copy of the monitor's binary, made on the first
 // monitor launch and kept: every monitor runs from it, and each monitor's container inits
 // and exec helpers reuse it (runtime.SealedExecutable) instead of copying the ~18 MB binary
 // per spawn. Its pages are shared by all monitors; a new daemon run makes a new copy, which
@@ -17,13 +17,14 @@ type sealedExe struct {
 	f  *os.File
 }
 
-func (s *sealedExe) get() (*os.File, error) {
+// get returns the sealed copy of path (this executable when empty), made on the first call.
+func (s *sealedExe) get(path string) (*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.f != nil {
 		return s.f, nil
 	}
-	f, err := runtime.SealedExecutable()
+	f, err := runtime.SealedExecutable(path)
 	if err != nil {
 		return nil, err // not kept: the next launch tries again
 	}

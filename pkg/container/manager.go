@@ -48,6 +48,10 @@ type Options struct {
 	// this executable's "monitor" subcommand.
 	MonitorExe  string
 	MonitorArgs []string
+	// MonitorBinary, used when MonitorExe is empty, is the binary monitors run from, copied
+	// once into a sealed memfd (cri-mini-monitor: the monitor, init and exec helper without
+	// the daemon's packages, a third of the memory per pod); empty means this executable.
+	MonitorBinary string
 	// MonitorCgroup, when set, is the cgroup (created if missing, shared by all monitors)
 	// the monitors are moved into, so that they are not in the daemon's: a restart of the
 	// daemon's service kills everything in its cgroup, and monitors must outlive it.

@@ -11,11 +11,21 @@ import (
 // sealMask are the seals that make a memfd copy of the binary immutable for good.
 const sealMask = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 
-// SealedExecutable returns a sealed memfd copy of the running binary (see sealedSelf). The
-// daemon makes one and starts every monitor from it: a monitor then runs from a sealed
-// copy itself and spawns container inits and exec helpers from it without copying again.
-func SealedExecutable() (*os.File, error) {
-	return sealedSelf()
+// SealedExecutable returns a sealed memfd copy of the binary at path, or of the running
+// binary when path is empty (see sealedSelf). The daemon makes one and starts every monitor
+// from it: a monitor then runs from a sealed copy itself and spawns container inits and
+// exec helpers from it without copying again. The binary must have the init and
+// exec-helper subcommands (cri-mini, cri-mini-monitor).
+func SealedExecutable(path string) (*os.File, error) {
+	if path == "" {
+		return sealedSelf()
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open binary to seal: %w", err)
+	}
+	defer src.Close()
+	return sealedCopy(src)
 }
 
 // sealedSelf returns a sealed memfd copy of the running binary, to re-execute as the

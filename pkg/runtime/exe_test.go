@@ -20,7 +20,7 @@ import (
 const sealedSelfCheck = "sealed-self-check"
 
 func sealedSelfMain() int {
-	f, err := runtime.SealedExecutable()
+	f, err := runtime.SealedExecutable("")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -64,7 +64,7 @@ func assertImmutable(t *testing.T, f *os.File) {
 }
 
 func TestSealedExecutable(t *testing.T) {
-	f, err := runtime.SealedExecutable()
+	f, err := runtime.SealedExecutable("")
 	if err != nil {
 		t.Fatal(err)
 	}
