@@ -171,15 +171,17 @@ func (m *Manager) monitorAlive(dir string) bool {
 // waitMonitorGone waits (bounded) until the monitor removed its socket on exit, so that
 // a pod removal returns only once its monitor process is gone.
 func (m *Manager) waitMonitorGone(ctx context.Context, dir string) {
+	// A monitor removes its socket within a few milliseconds of the Shutdown answer: poll
+	// finely (each poll is one stat) so that RemovePodSandbox does not wait a long tick.
 	sock := monitor.SocketPath(dir)
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 1000; i++ {
 		if _, err := os.Stat(sock); errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
