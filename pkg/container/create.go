@@ -275,17 +275,20 @@ func (m *Manager) releaseResources(c *Container) error {
 }
 
 // removeCgroup retries briefly: right after the init is reaped the kernel may still list
-// the other processes of its PID namespace, and rmdir fails while it does.
+// the other processes of its PID namespace, and rmdir fails while it does. That lasts a
+// millisecond or two, so the wait starts at 1 ms and doubles up to 20 ms (about 1 s in all).
 func (m *Manager) removeCgroup(p string) error {
 	var err error
-	for i := 0; i < 50; i++ {
+	wait := time.Millisecond
+	for i := 0; i < 55; i++ {
 		if !m.o.Cgroups.Exists(p) {
 			return nil
 		}
 		if err = m.o.Cgroups.Remove(p); err == nil {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
 	}
 	return err
 }
