@@ -4,6 +4,7 @@
 //
 //	cribench -endpoint unix:///run/cri-mini/cri-mini.sock -n 10 images
 //	cribench -endpoint ... -n 20 -crictl _output/bin/crictl lifecycle
+//	cribench -endpoint ... -n 20 lifecycle-cri
 //	cribench -endpoint ... -pods 10 -daemon-pid PID podmem
 package main
 
@@ -152,6 +153,15 @@ func main() {
 		}
 		printSamples(fmt.Sprintf("pod lifecycle with crictl (median of %d, ms)", *n), results)
 		issueAnchors.row(results[0].name, float64(results[0].median().Microseconds())/1000, "ms")
+	case "lifecycle-cri":
+		if err := b.pull(ctx, busybox); err != nil {
+			fail(fmt.Errorf("pull %s: %w", busybox, err))
+		}
+		results, err := b.lifecycleCRIBench(ctx, *n, work)
+		if err != nil {
+			fail(err)
+		}
+		printSamples(fmt.Sprintf("pod lifecycle over one CRI connection (median of %d)", *n), results)
 	case "podmem":
 		if *daemon <= 0 {
 			usage()
@@ -174,7 +184,7 @@ func printSamples(title string, results []*samples) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cribench [-endpoint E] [-n N] images | [-crictl C] lifecycle | -daemon-pid P [-pods N] podmem")
+	fmt.Fprintln(os.Stderr, "usage: cribench [-endpoint E] [-n N] images | [-crictl C] lifecycle | lifecycle-cri | -daemon-pid P [-pods N] podmem")
 	os.Exit(2)
 }
 

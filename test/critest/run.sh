@@ -129,6 +129,7 @@ if [[ $benchmark == 1 ]]; then
 		log "critest -benchmark reported failures, see $reports/benchmark.log"
 	"$bin/benchsummary" "$reports/benchmark" || log "no critest benchmark results"
 	"$bin/cribench" -endpoint "$endpoint" -n 20 -crictl "$bin/crictl" lifecycle
+	"$bin/cribench" -endpoint "$endpoint" -n 20 lifecycle-cri
 	"$bin/cribench" -endpoint "$endpoint" -n 10 images
 	exit 0
 fi
