@@ -151,7 +151,7 @@ func prepareLaunch(opts LaunchOptions) (cmd *exec.Cmd, cleanup func(), ready *os
 	cmd.Args[0] = "cri-mini"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, out, out
 	cmd.ExtraFiles = []*os.File{w}
-	cmd.Env = withoutMemProfiling(opts.Env)
+	cmd.Env = leanRuntimeEnv(opts.Env)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd, cleanup, r, nil
@@ -177,17 +177,21 @@ func exeFilePath(f *os.File, closers *[]*os.File) (string, error) {
 // minExeFD is above every descriptor the monitor's command sets up (0-2, the ready pipe 3).
 const minExeFD = 10
 
-// withoutMemProfiling is env (the daemon's when nil) with memory profiling off from the monitor's
-// first allocation: the runtime's first profiled sample allocates the profile's bucket
-// table and stacks, about 300 KiB of private memory that every monitor would keep for
-// the life of its pod and nothing reads. Only GODEBUG does it early enough (a setting in
-// main runs after the runtime and the packages' inits have allocated).
-func withoutMemProfiling(env []string) []string {
+// leanRuntimeEnv is env (the daemon's when nil) with the Go runtime settings that keep
+// an idle monitor small, applied from its first instruction (settings made in main come
+// after the runtime and the packages' inits have run):
+//   - memory profiling off: the first profiled allocation makes the runtime allocate the
+//     profile's bucket table and stacks, about 300 KiB kept for the pod's life, never read;
+//   - one P (GOMAXPROCS=1, as tune() sets later anyway): with one P per CPU at start-up
+//     the runtime starts more threads and per-P caches, 100-300 KiB more.
+//
+// A GOMAXPROCS the daemon was given is kept; GODEBUG settings are kept and extended.
+func leanRuntimeEnv(env []string) []string {
 	if env == nil {
 		env = os.Environ()
 	}
-	out := make([]string, 0, len(env)+1)
-	godebug := "memprofilerate=0"
+	out := make([]string, 0, len(env)+2)
+	godebug, maxprocs := "memprofilerate=0", "GOMAXPROCS=1"
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
 			if v != "" {
@@ -195,9 +199,16 @@ func withoutMemProfiling(env []string) []string {
 			}
 			continue
 		}
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			maxprocs = ""
+		}
 		out = append(out, kv)
 	}
-	return append(out, "GODEBUG="+godebug)
+	out = append(out, "GODEBUG="+godebug)
+	if maxprocs != "" {
+		out = append(out, maxprocs)
+	}
+	return out
 }
 
 // waitReady reads the monitor's readiness line: "ready", or "error: ..." from a monitor
