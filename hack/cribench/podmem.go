@@ -17,25 +17,35 @@ import (
 // pssKiB returns the Pss line of /proc/PID/smaps_rollup: the process's resident memory with
 // every shared page divided by the number of processes mapping it.
 func pssKiB(pid int) (int, error) {
+	r, err := rollup(pid)
+	return r["Pss"], err
+}
+
+// rollup returns the kB lines of /proc/PID/smaps_rollup (Pss, Pss_Anon, Pss_File,
+// Pss_Shmem...).
+func rollup(pid int) (map[string]int, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer f.Close()
+	out := map[string]int{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "Pss:"); ok {
-			fields := strings.Fields(v)
-			if len(fields) != 2 {
-				break
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if fields := strings.Fields(v); ok && len(fields) == 2 && fields[1] == "kB" {
+			if n, err := strconv.Atoi(fields[0]); err == nil {
+				out[k] = n
 			}
-			return strconv.Atoi(fields[0])
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return 0, fmt.Errorf("no Pss line in smaps_rollup of %d", pid)
+	if _, ok := out["Pss"]; !ok {
+		return nil, fmt.Errorf("no Pss line in smaps_rollup of %d", pid)
+	}
+	return out, nil
 }
 
 // proc is what the walk of /proc needs of one process.
@@ -104,6 +114,7 @@ type memReport struct {
 	daemonBefore            int // KiB, after the pull, before the pods
 	perPodProcs             map[string][]int
 	perPodTotal, perPodEach float64 // KiB
+	perPodAnon              float64 // KiB per pod of Pss_Anon: private, not the shared text
 }
 
 // podMemBench measures the daemon's PSS idle, starts n pods of one sleeping busybox
@@ -172,7 +183,7 @@ func (b *bench) podMemBench(ctx context.Context, daemon, n int, logDir string, s
 	}
 	rep.perPodProcs = map[string][]int{}
 	for _, p := range perPodProcs(daemon, procs) {
-		pss, err := pssKiB(p.pid)
+		r, err := rollup(p.pid)
 		if err != nil {
 			continue // exited meanwhile
 		}
@@ -180,9 +191,11 @@ func (b *bench) podMemBench(ctx context.Context, daemon, n int, logDir string, s
 		if len(p.args) > 1 {
 			kind = p.args[1]
 		}
-		rep.perPodProcs[kind] = append(rep.perPodProcs[kind], pss)
-		rep.perPodTotal += float64(pss)
+		rep.perPodProcs[kind] = append(rep.perPodProcs[kind], r["Pss"])
+		rep.perPodAnon += float64(r["Pss_Anon"])
+		rep.perPodTotal += float64(r["Pss"])
 	}
+	rep.perPodAnon /= float64(n)
 	rep.perPodEach = rep.perPodTotal / float64(n)
 	if rep.daemonPods, err = pssKiB(daemon); err != nil {
 		return rep, fmt.Errorf("daemon PSS: %w", err)
@@ -209,6 +222,8 @@ func (rep memReport) print(anchors anchorSet) {
 		sort.Ints(sorted)
 		fmt.Printf("  %-10s processes %3d  median %6.2f  sum %7.2f\n", k, len(v), mib(float64(sorted[len(sorted)/2])), mib(float64(sum)))
 	}
+	fmt.Printf("  per pod: private (Pss_Anon) %.2f, shared text and data %.2f\n",
+		mib(rep.perPodAnon), mib(rep.perPodEach-rep.perPodAnon))
 	growth := float64(rep.daemonPods-rep.daemonBefore) / float64(rep.pods)
 	fmt.Printf("  daemon idle %.2f, after the image pull %.2f, with the pods %.2f (growth per pod %.2f)\n",
 		mib(float64(rep.daemonIdle)), mib(float64(rep.daemonBefore)), mib(float64(rep.daemonPods)), mib(growth))
