@@ -21,6 +21,7 @@ deps:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cri-mini ./cmd/cri-mini
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/cri-mini-monitor ./cmd/cri-mini-monitor
 
 # Unit tests (everything not needing a running daemon), with the race detector.
 unit:
@@ -48,6 +49,7 @@ lint:
 
 install: build
 	install -D -m 0755 $(BIN)/cri-mini $(DESTDIR)$(PREFIX)/bin/cri-mini
+	install -D -m 0755 $(BIN)/cri-mini-monitor $(DESTDIR)$(PREFIX)/bin/cri-mini-monitor
 
 clean:
 	rm -rf _output

@@ -7,7 +7,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/cri-mini/cri-mini/pkg/container"
+	"github.com/cri-mini/cri-mini/pkg/container/spawner"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
 	ctrruntime "github.com/cri-mini/cri-mini/pkg/runtime"
 )
@@ -39,7 +39,7 @@ func run(args []string) int {
 	case "", "daemon":
 		return runDaemon(args)
 	case "monitor": // the per-pod monitor, started by the container manager
-		return monitor.Main(args, &container.Spawner{})
+		return monitor.Main(args, &spawner.Spawner{})
 	case ctrruntime.InitCommand: // container init, started by the runtime's Create
 		return ctrruntime.InitMain()
 	case ctrruntime.ExecHelperCommand: // joins a running container, started by Exec

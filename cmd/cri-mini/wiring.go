@@ -84,6 +84,9 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 			},
 			StartPodInit: d.inits.Start,
 			StopPodInit:  d.inits.Stop,
+			StartPod: func(ctx context.Context, id string) error {
+				return d.ctrs.StartPod(ctx, id)
+			},
 		},
 	})
 	if err != nil {
@@ -106,6 +109,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		StateDir:      filepath.Join(cfg.State, "mon"), // short: monitor sockets live below
 		MonitorLogDir: filepath.Join(cfg.State, "monitor-logs"),
 		MonitorCgroup: "/cri-mini-monitors",
+		MonitorBinary: findMonitorBinary(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load containers: %w", err)

@@ -29,6 +29,23 @@ func quantile(sorted []int64, q float64) time.Duration {
 	return time.Duration(sorted[idx])
 }
 
+// anchorsMs are issue 5's containerd 2.4.2 + runc 1.5.2 medians of the same critest
+// benchmark on this machine type, printed next to ours with the ratio.
+var anchorsMs = map[string]float64{
+	"CreateContainer": 5.7,
+	"StartContainer":  42.0,
+	"StopContainer":   36.8,
+	"RemoveContainer": 2.3,
+}
+
+func anchorColumn(op string, median time.Duration) string {
+	a, ok := anchorsMs[op]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("  containerd %6.1fms ratio %5.2f", a, float64(median)/float64(time.Millisecond)/a)
+}
+
 func summarize(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -47,8 +64,10 @@ func summarize(path string) error {
 			}
 		}
 		sort.Slice(ds, func(a, b int) bool { return ds[a] < ds[b] })
-		fmt.Printf("  %-18s median %10s  p90 %10s  p99 %10s\n", op,
-			quantile(ds, 0.5).Round(10*time.Microsecond), quantile(ds, 0.9).Round(10*time.Microsecond), quantile(ds, 0.99).Round(10*time.Microsecond))
+		med := quantile(ds, 0.5)
+		fmt.Printf("  %-18s median %10s  p90 %10s  p99 %10s%s\n", op,
+			med.Round(10*time.Microsecond), quantile(ds, 0.9).Round(10*time.Microsecond), quantile(ds, 0.99).Round(10*time.Microsecond),
+			anchorColumn(op, med))
 	}
 	return nil
 }

@@ -1,7 +1,11 @@
 // Command cribench measures CRI operations that critest -benchmark does not cover, against a
-// running cri-mini (or any CRI runtime) over its socket, and prints medians.
+// running cri-mini (or any CRI runtime) over its socket, and prints medians next to issue 5's
+// containerd anchors.
 //
 //	cribench -endpoint unix:///run/cri-mini/cri-mini.sock -n 10 images
+//	cribench -endpoint ... -n 20 -crictl _output/bin/crictl lifecycle
+//	cribench -endpoint ... -n 20 lifecycle-cri
+//	cribench -endpoint ... -pods 10 -daemon-pid PID podmem
 package main
 
 import (
@@ -52,7 +56,8 @@ func timed(s *samples, fn func() error) error {
 }
 
 type bench struct {
-	images runtimeapi.ImageServiceClient
+	images  runtimeapi.ImageServiceClient
+	runtime runtimeapi.RuntimeServiceClient
 }
 
 func (b *bench) pull(ctx context.Context, ref string) error {
@@ -110,27 +115,80 @@ func (b *bench) imageBench(ctx context.Context, n int) ([]*samples, error) {
 func main() {
 	endpoint := flag.String("endpoint", "unix:///run/cri-mini/cri-mini.sock", "CRI endpoint")
 	n := flag.Int("n", 10, "iterations (medians are over these)")
+	crictl := flag.String("crictl", "crictl", "crictl binary (lifecycle)")
+	daemon := flag.Int("daemon-pid", 0, "pid of the runtime daemon (podmem)")
+	pods := flag.Int("pods", 10, "idle pods to start (podmem)")
+	settle := flag.Duration("settle", 10*time.Second, "time the idle pods settle before measuring (podmem)")
 	flag.Parse()
-	if flag.NArg() != 1 || flag.Arg(0) != "images" {
-		fmt.Fprintln(os.Stderr, "usage: cribench [-endpoint E] [-n N] images")
-		os.Exit(2)
+	if flag.NArg() != 1 {
+		usage()
 	}
 	conn, err := grpc.NewClient(*endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "cribench: %v\n", err)
-		os.Exit(1)
+		fail(err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	b := &bench{images: runtimeapi.NewImageServiceClient(conn)}
-	results, err := b.imageBench(ctx, *n)
+	b := &bench{images: runtimeapi.NewImageServiceClient(conn), runtime: runtimeapi.NewRuntimeServiceClient(conn)}
+	work, err := os.MkdirTemp("", "cribench.")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "cribench: %v\n", err)
-		os.Exit(1)
+		fail(err)
 	}
-	fmt.Printf("image benchmarks (median of %d)\n", *n)
+	defer os.RemoveAll(work)
+	switch flag.Arg(0) {
+	case "images":
+		results, err := b.imageBench(ctx, *n)
+		if err != nil {
+			fail(err)
+		}
+		printSamples(fmt.Sprintf("image benchmarks (median of %d)", *n), results)
+	case "lifecycle":
+		if err := b.pull(ctx, busybox); err != nil {
+			fail(fmt.Errorf("pull %s: %w", busybox, err))
+		}
+		results, err := lifecycleBench(ctx, &crictlRunner{crictl: *crictl, endpoint: *endpoint, dir: work}, *n)
+		if err != nil {
+			fail(err)
+		}
+		printSamples(fmt.Sprintf("pod lifecycle with crictl (median of %d, ms)", *n), results)
+		issueAnchors.row(results[0].name, float64(results[0].median().Microseconds())/1000, "ms")
+	case "lifecycle-cri":
+		if err := b.pull(ctx, busybox); err != nil {
+			fail(fmt.Errorf("pull %s: %w", busybox, err))
+		}
+		results, err := b.lifecycleCRIBench(ctx, *n, work)
+		if err != nil {
+			fail(err)
+		}
+		printSamples(fmt.Sprintf("pod lifecycle over one CRI connection (median of %d)", *n), results)
+	case "podmem":
+		if *daemon <= 0 {
+			usage()
+		}
+		rep, err := b.podMemBench(ctx, *daemon, *pods, work, *settle)
+		if err != nil {
+			fail(err)
+		}
+		rep.print(issueAnchors)
+	default:
+		usage()
+	}
+}
+
+func printSamples(title string, results []*samples) {
+	fmt.Println(title)
 	for _, s := range results {
 		fmt.Printf("  %-32s %10s\n", s.name, s.median().Round(10*time.Microsecond))
 	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: cribench [-endpoint E] [-n N] images | [-crictl C] lifecycle | lifecycle-cri | -daemon-pid P [-pods N] podmem")
+	os.Exit(2)
+}
+
+func fail(err error) {
+	fmt.Fprintf(os.Stderr, "cribench: %v\n", err)
+	os.Exit(1)
 }

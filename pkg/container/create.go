@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
+	"github.com/cri-mini/cri-mini/pkg/container/spawner"
 	"github.com/cri-mini/cri-mini/pkg/image"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
@@ -124,7 +125,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 			return nil, fmt.Errorf("create log directory of container %s: %w", id, err)
 		}
 	}
-	raw, err := json.Marshal(SpawnConfig{Spec: spec})
+	raw, err := json.Marshal(spawner.Config{Spec: spec})
 	if err != nil {
 		return nil, fmt.Errorf("encode spawn config of container %s: %w", id, err)
 	}
@@ -202,7 +203,7 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 	if err := setSeccomp(spec, c.Config); err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}
-	applyResourcesToSpec(spec, cfg, hostOOMScoreAdjFloor())
+	applyResourcesToSpec(spec, cfg, spawner.OOMScoreAdjFloor())
 	if c.CgroupPath != "" {
 		// After the spec: the cgroup's device rules come from it.
 		if _, err := m.o.Cgroups.Create(c.CgroupPath, cgroupResources(cfg, spec)); err != nil {
@@ -300,21 +301,24 @@ func (m *Manager) releaseResources(c *Container) error {
 }
 
 // removeCgroup retries briefly: right after the init is reaped the kernel may still list
-// the other processes of its PID namespace, and rmdir fails while it does.
+// the other processes of its PID namespace, and rmdir fails while it does. That lasts a
+// millisecond or two, so the wait starts at 1 ms and doubles up to 20 ms (about 1 s in all).
 func (m *Manager) removeCgroup(p string) error {
 	var err error
-	for i := 0; i < 50; i++ {
+	wait := time.Millisecond
+	for i := 0; i < 55; i++ {
 		if !m.o.Cgroups.Exists(p) {
 			return nil
 		}
 		if err = m.o.Cgroups.Remove(p); err == nil {
 			return nil
 		}
-		if i > 0 {
-			// Still busy after the grace: processes the init left behind.
+		if i >= 4 {
+			// Still busy after a 15 ms grace: processes the init left behind.
 			m.killCgroup(p)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
 	}
 	return err
 }

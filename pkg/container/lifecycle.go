@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -175,13 +176,23 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 // StopPod stops every container of the pod right away (the sandbox manager's
 // StopContainers hook; kubelet stops containers with their grace period before it stops
 // the pod).
+//
+// The containers are stopped concurrently: each stop waits for its process to be gone,
+// and the pod's Stop (then its network teardown) should take one such wait, not the sum.
 func (m *Manager) StopPod(ctx context.Context, podID string) error {
-	var errs []error
-	for _, id := range m.containersOf(podID) {
-		if err := m.Stop(ctx, id, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
-			errs = append(errs, err)
-		}
+	ids := m.containersOf(podID)
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Stop(ctx, id, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
+				errs[i] = err
+			}
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -55,6 +55,10 @@ type Options struct {
 	// this executable's "monitor" subcommand.
 	MonitorExe  string
 	MonitorArgs []string
+	// MonitorBinary, used when MonitorExe is empty, is the binary monitors run from, copied
+	// once into a sealed memfd (cri-mini-monitor: the monitor, init and exec helper without
+	// the daemon's packages, a third of the memory per pod); empty means this executable.
+	MonitorBinary string
 	// MonitorCgroup, when set, is the cgroup (created if missing, shared by all monitors)
 	// the monitors are moved into, so that they are not in the daemon's: a restart of the
 	// daemon's service kills everything in its cgroup, and monitors must outlive it.
@@ -74,6 +78,7 @@ type Manager struct {
 	names map[string]string // nameKey → container ID, including containers being created
 	pods  map[string]*pod   // pod sandbox ID → its monitor
 	stats statsState        // CPU samples and writable layer cache (stats.go)
+	exe   sealedExe         // the binary monitors run from (exe.go)
 
 	// ctx ends the background watchers when the manager closes.
 	ctx    context.Context
@@ -134,6 +139,7 @@ func (m *Manager) Close() {
 	for _, p := range m.pods {
 		p.close()
 	}
+	m.exe.close()
 }
 
 func newID() (string, error) {

@@ -41,8 +41,8 @@ func (m *Manager) podFor(podID string) *pod {
 	return p
 }
 
-// monitorClient returns the client of the pod's monitor, launching the monitor on the
-// pod's first container: pods that never get a container never cost a process.
+// monitorClient returns the client of the pod's monitor, launching it if StartPod did not
+// (or it is gone).
 func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Client, string, error) {
 	p := m.podFor(podID)
 	p.mu.Lock()
@@ -67,6 +67,13 @@ func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Cli
 		PodID: podID,
 		Dir:   p.dir,
 	}
+	if m.o.MonitorExe == "" {
+		f, err := m.exe.get(m.o.MonitorBinary)
+		if err != nil {
+			return nil, "", fmt.Errorf("launch monitor of pod %s: %w", podID, err)
+		}
+		lo.ExeFile = f
+	}
 	if m.o.MonitorCgroup != "" {
 		if _, err := m.o.Cgroups.Create(m.o.MonitorCgroup, nil); err != nil {
 			return nil, "", fmt.Errorf("create monitor cgroup %s: %w", m.o.MonitorCgroup, err)
@@ -90,6 +97,14 @@ func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Cli
 	klog.FromContext(ctx).V(2).Info("Monitor started", "podSandboxID", podID, "pid", pid)
 	p.client = cl
 	return cl, p.dir, nil
+}
+
+// StartPod launches the pod's monitor ahead of its first container (the sandbox manager
+// calls it while the pod's network is being set up). A pod whose monitor already serves is
+// left as it is.
+func (m *Manager) StartPod(ctx context.Context, podID string) error {
+	_, _, err := m.monitorClient(ctx, podID)
+	return err
 }
 
 // existingClient returns the pod's monitor client without launching one (nil when none).
@@ -156,15 +171,17 @@ func (m *Manager) monitorAlive(dir string) bool {
 // waitMonitorGone waits (bounded) until the monitor removed its socket on exit, so that
 // a pod removal returns only once its monitor process is gone.
 func (m *Manager) waitMonitorGone(ctx context.Context, dir string) {
+	// A monitor removes its socket within a few milliseconds of the Shutdown answer: poll
+	// finely (each poll is one stat) so that RemovePodSandbox does not wait a long tick.
 	sock := monitor.SocketPath(dir)
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 1000; i++ {
 		if _, err := os.Stat(sock); errors.Is(err, os.ErrNotExist) {
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 )
 
@@ -23,6 +25,10 @@ type CgroupPlacer interface {
 type LaunchOptions struct {
 	// Exe is the binary to run; empty means this executable.
 	Exe string
+	// ExeFile, when set, is run instead of Exe: a sealed copy of this binary
+	// (runtime.SealedExecutable). The monitor then runs from that copy and spawns the
+	// containers' processes from it without a copy of its own (CVE-2019-5736).
+	ExeFile *os.File
 	// Args come before the monitor flags; empty means ["monitor"] (the hidden subcommand).
 	Args  []string
 	PodID string
@@ -136,13 +142,73 @@ func prepareLaunch(opts LaunchOptions) (cmd *exec.Cmd, cleanup func(), ready *os
 		args = []string{"monitor"}
 	}
 	args = append(append([]string(nil), args...), "--pod", opts.PodID, "--dir", opts.Dir, "--ready-fd", "3")
+	if opts.ExeFile != nil {
+		if exe, err = exeFilePath(opts.ExeFile, &closers); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	cmd = exec.Command(exe, args...)
+	cmd.Args[0] = "cri-mini"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, out, out
 	cmd.ExtraFiles = []*os.File{w}
-	cmd.Env = opts.Env
+	cmd.Env = leanRuntimeEnv(opts.Env)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return cmd, cleanup, r, nil
+}
+
+// exeFilePath returns the /proc/self/fd path the child executes f through. execve resolves
+// the path before it closes the close-on-exec descriptors, so f needs no slot in the
+// child's table; it only must not be one of the slots the child's stdio and ExtraFiles are
+// dup'ed onto (0-3), or it would be replaced before the execve: a low one is duplicated.
+func exeFilePath(f *os.File, closers *[]*os.File) (string, error) {
+	fd := int(f.Fd())
+	if fd < minExeFD {
+		dup, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, minExeFD)
+		if err != nil {
+			return "", fmt.Errorf("duplicate the monitor's binary descriptor: %w", err)
+		}
+		*closers = append(*closers, os.NewFile(uintptr(dup), f.Name()))
+		fd = dup
+	}
+	return "/proc/self/fd/" + strconv.Itoa(fd), nil
+}
+
+// minExeFD is above every descriptor the monitor's command sets up (0-2, the ready pipe 3).
+const minExeFD = 10
+
+// leanRuntimeEnv is env (the daemon's when nil) with the Go runtime settings that keep
+// an idle monitor small, applied from its first instruction (settings made in main come
+// after the runtime and the packages' inits have run):
+//   - memory profiling off: the first profiled allocation makes the runtime allocate the
+//     profile's bucket table and stacks, about 300 KiB kept for the pod's life, never read;
+//   - one P (GOMAXPROCS=1, as tune() sets later anyway): with one P per CPU at start-up
+//     the runtime starts more threads and per-P caches, 100-300 KiB more.
+//
+// A GOMAXPROCS the daemon was given is kept; GODEBUG settings are kept and extended.
+func leanRuntimeEnv(env []string) []string {
+	if env == nil {
+		env = os.Environ()
+	}
+	out := make([]string, 0, len(env)+2)
+	godebug, maxprocs := "memprofilerate=0", "GOMAXPROCS=1"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			if v != "" {
+				godebug = v + "," + godebug
+			}
+			continue
+		}
+		if strings.HasPrefix(kv, "GOMAXPROCS=") {
+			maxprocs = ""
+		}
+		out = append(out, kv)
+	}
+	out = append(out, "GODEBUG="+godebug)
+	if maxprocs != "" {
+		out = append(out, maxprocs)
+	}
+	return out
 }
 
 // waitReady reads the monitor's readiness line: "ready", or "error: ..." from a monitor

@@ -8,6 +8,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// sealMask are the seals that make a memfd copy of the binary immutable for good.
+const sealMask = unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+
+// SealedExecutable returns a sealed memfd copy of the binary at path, or of the running
+// binary when path is empty (see sealedSelf). The daemon makes one and starts every monitor
+// from it: a monitor then runs from a sealed copy itself and spawns container inits and
+// exec helpers from it without copying again. The binary must have the init and
+// exec-helper subcommands (cri-mini, cri-mini-monitor).
+func SealedExecutable(path string) (*os.File, error) {
+	if path == "" {
+		return sealedSelf()
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open binary to seal: %w", err)
+	}
+	defer src.Close()
+	return sealedCopy(src)
+}
+
 // sealedSelf returns a sealed memfd copy of the running binary, to re-execute as the
 // container init or exec helper.
 //
@@ -17,17 +37,34 @@ import (
 // process is gone, reopen that handle for writing and replace the host's cri-mini. Executing
 // a memfd copy sealed against writes (F_SEAL_WRITE, SHRINK, GROW, then F_SEAL_SEAL) makes
 // /proc/<pid>/exe point at that copy, which nothing can modify, and never at the host file.
-// The copy lives only until the child's execve (its last reference): the memory is held
-// briefly per spawn instead of for the lifetime of the monitor.
+//
+// When this process already runs from such a copy (a monitor started by the daemon from
+// SealedExecutable), the copy is reopened instead of copied again: the ~18 MB copy per spawn
+// was most of CreateContainer's time, and the shared copy's pages are paid once per daemon,
+// not per container.
 //
 // (A read-only overlay of the binary's directory would avoid the copy, but overlayfs needs
 // two distinct lower directories without an upper one, which the binary alone cannot give.)
-func sealedSelf() (_ *os.File, retErr error) {
+func sealedSelf() (*os.File, error) {
 	src, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("open own binary: %w", err)
 	}
+	if isSealed(src) {
+		return src, nil
+	}
 	defer src.Close()
+	return sealedCopy(src)
+}
+
+// isSealed reports whether f is a memfd whose content can never change again. Any other
+// file (the host binary on disk, a memfd missing a seal) fails F_GET_SEALS or the mask.
+func isSealed(f *os.File) bool {
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	return err == nil && seals&sealMask == sealMask
+}
+
+func sealedCopy(src *os.File) (_ *os.File, retErr error) {
 	fd, err := unix.MemfdCreate("cri-mini", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create for the sealed binary: %w", err)
@@ -42,8 +79,7 @@ func sealedSelf() (_ *os.File, retErr error) {
 	if _, err := io.Copy(f, src); err != nil {
 		return nil, fmt.Errorf("copy own binary into memfd: %w", err)
 	}
-	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, sealMask); err != nil {
 		return nil, fmt.Errorf("seal binary copy: %w", err)
 	}
 	return f, nil

@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 			os.Exit(runtime.InitMain())
 		case runtime.ExecHelperCommand:
 			os.Exit(runtime.ExecHelperMain())
+		case sealedSelfCheck:
+			os.Exit(sealedSelfMain())
 		}
 	}
 	os.Exit(m.Run())

@@ -35,6 +35,11 @@ type Hooks struct {
 	StartPodInit func(ctx context.Context, sb *Sandbox) error
 	// StopPodInit stops that init (Stop, after the containers).
 	StopPodInit func(ctx context.Context, sandboxID string) error
+	// StartPod starts what the pod's containers will need (the pod's monitor), so that the
+	// first CreateContainer does not pay for it. Run calls it concurrently with the CNI ADD,
+	// after the namespaces and cgroup exist; an error fails Run, whose undo then calls
+	// RemoveContainers (which must also stop what StartPod started).
+	StartPod func(ctx context.Context, sandboxID string) error
 }
 
 // Options configure a Manager.

@@ -98,6 +98,12 @@ func (m *Manager) undoRun(ctx context.Context, r *record) {
 	logger := klog.FromContext(ctx)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.o.CleanupTimeout)
 	defer cancel()
+	if h := m.o.Hooks.RemoveContainers; h != nil && m.o.Hooks.StartPod != nil {
+		// What StartPod started (the monitor) goes first: it is the pod's, not the network's.
+		if err := h(cctx, r.ID); err != nil {
+			logger.Error(err, "Undoing failed sandbox creation: stopping the pod's processes")
+		}
+	}
 	if err := m.teardown(cctx, r); err != nil {
 		logger.Error(err, "Undoing failed sandbox creation; keeping it NOTREADY")
 		r.State = StateNotReady
@@ -164,12 +170,18 @@ func (m *Manager) setup(ctx context.Context, r *record) error {
 	if err := writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644); err != nil {
 		return err
 	}
+	// The plugins' exec is most of Run's time: the pod's monitor starts meanwhile.
+	podStarted := m.startPodAsync(ctx, r.ID)
 	if r.NetworkAttached {
 		res, err := m.o.CNI.Setup(ctx, m.cniPod(r))
 		if err != nil {
+			<-podStarted
 			return fmt.Errorf("set up pod network: %w", err)
 		}
 		r.Network, r.IPs = res.Network, res.IPs
+	}
+	if err := <-podStarted; err != nil {
+		return fmt.Errorf("start pod processes: %w", err)
 	}
 	hosts, err := hostsFile(c.NetworkMode == ModeNode, r.Hostname, r.IPs, m.o.HostHosts)
 	if err != nil {
@@ -184,6 +196,17 @@ func (m *Manager) setup(ctx context.Context, r *record) error {
 		}
 	}
 	return nil
+}
+
+// startPodAsync runs the StartPod hook on a goroutine; the channel yields its error.
+func (m *Manager) startPodAsync(ctx context.Context, id string) <-chan error {
+	done := make(chan error, 1)
+	if m.o.Hooks.StartPod == nil {
+		done <- nil
+		return done
+	}
+	go func() { done <- m.o.Hooks.StartPod(ctx, id) }()
+	return done
 }
 
 // planPaths fills in where the pins and /dev/shm will be, before the record is first

@@ -121,12 +121,16 @@ if [[ $benchmark == 1 ]]; then
 	# A failing benchmark spec stops the whole run: CRITEST_BENCH_SKIP (a regex) leaves
 	# specs out while one is being worked on.
 	bench_skip=${CRITEST_BENCH_SKIP:-}
+	# Memory first, while the daemon is fresh: its idle figure, then 10 idle pods.
+	"$bin/cribench" -endpoint "$endpoint" -daemon-pid "$daemon_pid" -pods 10 podmem
 	critest -runtime-endpoint "$endpoint" -image-endpoint "$endpoint" -benchmark \
 		-benchmarking-output-dir "$repo/$reports/benchmark" -ginkgo.no-color \
 		-benchmarking-params-file "$repo/$here/benchmark-params.yaml" \
 		${bench_skip:+-ginkgo.skip "$bench_skip"} "$@" >"$reports/benchmark.log" 2>&1 ||
 		log "critest -benchmark reported failures, see $reports/benchmark.log"
 	"$bin/benchsummary" "$reports/benchmark" || log "no critest benchmark results"
+	"$bin/cribench" -endpoint "$endpoint" -n 20 -crictl "$bin/crictl" lifecycle
+	"$bin/cribench" -endpoint "$endpoint" -n 20 lifecycle-cri
 	"$bin/cribench" -endpoint "$endpoint" -n 10 images
 	exit 0
 fi

@@ -1,4 +1,7 @@
-package container
+// Package spawner is the monitor's side of the container manager: it creates container
+// processes with the built-in runtime from the spec the daemon built. It is a package of
+// its own so that the monitor binary links the runtime and not the daemon's packages.
+package spawner
 
 import (
 	"context"
@@ -16,10 +19,10 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
-// SpawnConfig is what the daemon sends through the monitor to the Spawner: the container's
+// Config is what the daemon sends through the monitor to the Spawner: the container's
 // full OCI spec, built once in the daemon (the rootfs is already mounted at spec.Root.Path
 // and the cgroup at spec.Linux.CgroupsPath already exists). The monitor passes it unread.
-type SpawnConfig struct {
+type Config struct {
 	Spec *specs.Spec `json:"spec"`
 }
 
@@ -36,7 +39,7 @@ var _ monitor.Spawner = (*Spawner)(nil)
 // the daemon (it created them and removes them with the container), so the runtime is told
 // it does not own them.
 func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor.Process, error) {
-	var cfg SpawnConfig
+	var cfg Config
 	if err := json.Unmarshal(req.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("decode spawn config of container %s: %w", req.ID, err)
 	}

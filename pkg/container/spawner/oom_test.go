@@ -1,4 +1,4 @@
-package container
+package spawner
 
 import (
 	"crypto/rand"
@@ -72,7 +72,7 @@ func TestOOMBaselineIgnoresEarlierKills(t *testing.T) {
 }
 
 func TestClampOOMScoreAdj(t *testing.T) {
-	floor := hostOOMScoreAdjFloor()
+	floor := OOMScoreAdjFloor()
 	for _, req := range []int{-1000, -1, 0, 500, 1000} {
 		v := req
 		spec := &specs.Spec{Process: &specs.Process{OOMScoreAdj: &v}}

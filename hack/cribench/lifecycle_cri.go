@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// lifecycleCRIBench is the crictl loop's twin over one gRPC connection: the same seven
+// steps without a crictl process per step, so the runtime's own time shows.
+func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]*samples, error) {
+	names := []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"}
+	loop := &samples{name: "lifecycle loop (CRI client)"}
+	steps := make([]*samples, len(names))
+	for i, nm := range names {
+		steps[i] = &samples{name: "  " + nm}
+	}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("cribench-cri-%d-%d", os.Getpid(), i)
+		cfg := &runtimeapi.PodSandboxConfig{
+			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "cribench", Uid: name + "-uid"},
+			LogDirectory: filepath.Join(logDir, name),
+			Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+		}
+		var pod, ctr string
+		ops := []func() error{
+			func() error {
+				r, err := b.runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
+				if err == nil {
+					pod = r.PodSandboxId
+				}
+				return err
+			},
+			func() error {
+				r, err := b.runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+					PodSandboxId: pod, SandboxConfig: cfg,
+					Config: &runtimeapi.ContainerConfig{
+						Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
+						Image:    &runtimeapi.ImageSpec{Image: busybox},
+						Command:  []string{"sleep", "3600"}, LogPath: "sleeper.log",
+						Linux: &runtimeapi.LinuxContainerConfig{},
+					},
+				})
+				if err == nil {
+					ctr = r.ContainerId
+				}
+				return err
+			},
+			func() error {
+				_, err := b.runtime.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: ctr})
+				return err
+			},
+			func() error {
+				_, err := b.runtime.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: ctr})
+				return err
+			},
+			func() error {
+				_, err := b.runtime.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: ctr})
+				return err
+			},
+			func() error {
+				_, err := b.runtime.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod})
+				return err
+			},
+			func() error {
+				_, err := b.runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod})
+				return err
+			},
+		}
+		start := time.Now()
+		for j, op := range ops {
+			if err := timed(steps[j], op); err != nil {
+				if pod != "" {
+					_, _ = b.runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod})
+				}
+				return nil, err
+			}
+		}
+		loop.ds = append(loop.ds, time.Since(start))
+	}
+	return append([]*samples{loop}, steps...), nil
+}
