@@ -34,3 +34,16 @@ func (s *Server) podInitPid(sb *sandbox.Sandbox) int {
 	}
 	return s.opts.PodInits.Pid(sb.ID)
 }
+
+// withInitState reports a READY pod that shares one PID namespace as NOTREADY once its init
+// is gone (killed from outside, OOM): its containers died with the namespace and no new
+// one can join it, so kubelet must stop it and make a new sandbox.
+func (s *Server) withInitState(sb *sandbox.Sandbox) *sandbox.Sandbox {
+	if sb.State == sandbox.StateReady && sb.Config.PIDMode == sandbox.ModePod &&
+		s.opts.PodInits != nil && s.opts.PodInits.Pid(sb.ID) == 0 {
+		c := *sb
+		c.State = sandbox.StateNotReady
+		return &c
+	}
+	return sb
+}

@@ -20,7 +20,7 @@ func (s *Server) ListPodSandbox(ctx context.Context, req *runtimeapi.ListPodSand
 	if err != nil {
 		return nil, err
 	}
-	return &runtimeapi.ListPodSandboxResponse{Items: filterSandboxes(m, req.GetFilter())}, nil
+	return &runtimeapi.ListPodSandboxResponse{Items: filterSandboxes(m, req.GetFilter(), s.withInitState)}, nil
 }
 
 // StreamPodSandboxes is ListPodSandbox's server-streaming twin: the same filter and items,
@@ -30,7 +30,7 @@ func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, s
 	if err != nil {
 		return err
 	}
-	items := filterSandboxes(m, req.GetFilter())
+	items := filterSandboxes(m, req.GetFilter(), s.withInitState)
 	for start := 0; start < len(items); start += streamBatch {
 		end := min(start+streamBatch, len(items))
 		if err := stream.Send(&runtimeapi.StreamPodSandboxesResponse{PodSandboxes: items[start:end]}); err != nil {
@@ -43,7 +43,8 @@ func (s *Server) StreamPodSandboxes(req *runtimeapi.StreamPodSandboxesRequest, s
 // filterSandboxes applies the CRI filter exactly: the ID is a full ID or a unique prefix
 // (an unknown or ambiguous one matches nothing, as in containerd), the state must be equal,
 // and every label of the selector must be present with the same value.
-func filterSandboxes(m SandboxManager, f *runtimeapi.PodSandboxFilter) []*runtimeapi.PodSandbox {
+// view adjusts each sandbox before it is matched (see withInitState).
+func filterSandboxes(m SandboxManager, f *runtimeapi.PodSandboxFilter, view func(*sandbox.Sandbox) *sandbox.Sandbox) []*runtimeapi.PodSandbox {
 	var candidates []*sandbox.Sandbox
 	if id := f.GetId(); id != "" {
 		sb, err := m.Get(id)
@@ -56,7 +57,7 @@ func filterSandboxes(m SandboxManager, f *runtimeapi.PodSandboxFilter) []*runtim
 	}
 	out := make([]*runtimeapi.PodSandbox, 0, len(candidates))
 	for _, sb := range candidates {
-		p := toPodSandbox(sb)
+		p := toPodSandbox(view(sb))
 		if st := f.GetState(); st != nil && p.State != st.GetState() {
 			continue
 		}

@@ -31,6 +31,7 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox status: %w", err)
 	}
+	sb = s.withInitState(sb)
 	resp := &runtimeapi.PodSandboxStatusResponse{
 		Status:             podSandboxStatus(sb),
 		ContainersStatuses: s.podContainerStatuses(sb.ID),

@@ -131,23 +131,32 @@ func FindPause(p PauseProcess) (fd int, ok bool, err error) {
 // StopPause ends the pause behind pidfd: SIGTERM, then SIGKILL after grace. The kernel
 // kills whatever else is left in its PID namespace when it exits. It returns once the pause
 // has exited (or ctx ends).
+//
+// SIGTERM is repeated during the grace period: a pause that has not yet installed its
+// handler drops it, since the kernel ignores default-action signals (all but SIGKILL and
+// SIGSTOP, from any sender) for the init of a PID namespace.
 func StopPause(ctx context.Context, pidfd int, grace time.Duration) error {
-	for _, step := range []struct {
-		sig  unix.Signal
-		wait time.Duration
-	}{{unix.SIGTERM, grace}, {unix.SIGKILL, 10 * time.Second}} {
-		if err := unix.PidfdSendSignal(pidfd, step.sig, nil, 0); err != nil {
+	deadline := time.Now().Add(grace)
+	for {
+		sig := unix.SIGTERM
+		wait := 100 * time.Millisecond
+		if !time.Now().Before(deadline) {
+			sig, wait = unix.SIGKILL, 10*time.Second
+		}
+		if err := unix.PidfdSendSignal(pidfd, sig, nil, 0); err != nil {
 			if errors.Is(err, unix.ESRCH) {
 				return nil
 			}
 			return fmt.Errorf("signal pod init: %w", err)
 		}
-		exited, err := waitPidfd(ctx, pidfd, step.wait)
+		exited, err := waitPidfd(ctx, pidfd, wait)
 		if err != nil || exited {
 			return err
 		}
+		if sig == unix.SIGKILL {
+			return fmt.Errorf("pod init did not exit after SIGKILL")
+		}
 	}
-	return fmt.Errorf("pod init did not exit after SIGKILL")
 }
 
 // waitPidfd polls pidfd (readable once the process has exited) for at most d, in short

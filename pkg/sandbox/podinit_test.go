@@ -158,8 +158,13 @@ func TestPodInit(t *testing.T) {
 	if got := restarted.Pid(sb.ID); got != pid {
 		t.Errorf("after a restart Pid = %d, want %d", got, pid)
 	}
+	stopStart := time.Now()
 	if err := m.Stop(ctx, sb.ID); err != nil {
 		t.Fatal(err)
+	}
+	// SIGTERM, not the SIGKILL after the 2s grace, must have ended it.
+	if d := time.Since(stopStart); d > 1500*time.Millisecond {
+		t.Errorf("Stop took %v: the init did not exit on SIGTERM", d)
 	}
 	if alive(pid) {
 		t.Error("pod init survived Stop")
@@ -233,5 +238,35 @@ func TestHoldVersusRemove(t *testing.T) {
 			t.Errorf("Hold after Remove: %v, want NotFound", err)
 		}
 		e.checkClean(t, []string{sb.ID})
+	}
+}
+
+// BenchmarkPodInit measures what a shared PID namespace adds to a pod: starting its init
+// (Start) and stopping it (Stop), on host-network pods so that CNI does not dominate.
+func BenchmarkPodInit(b *testing.B) {
+	e := newEnv(b, nil)
+	ctx := context.Background()
+	for _, mode := range []sandbox.NamespaceMode{sandbox.ModeContainer, sandbox.ModePod} {
+		b.Run(mode.String(), func(b *testing.B) {
+			inits := sandbox.NewPodInits(filepath.Join(b.TempDir(), "inits"), e.cg)
+			defer inits.Close()
+			opts := e.opts
+			opts.Hooks.StartPodInit, opts.Hooks.StopPodInit = inits.Start, inits.Stop
+			m, err := sandbox.NewManager(ctx, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; i < b.N; i++ {
+				c := podConfig(200+i, false)
+				c.NetworkMode, c.Sysctls, c.PIDMode = sandbox.ModeNode, nil, mode
+				sb, err := m.Run(ctx, c)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := m.Remove(ctx, sb.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -135,6 +136,7 @@ func TestContainerPIDNamespaces(t *testing.T) {
 	}
 
 	checkTarget(t, c)
+	checkInitDeath(t, c)
 
 	// The pod init is not the daemon's to lose: it survives a SIGKILL of the daemon.
 	if err := first.cmd.Process.Kill(); err != nil {
@@ -202,5 +204,33 @@ func checkTarget(t *testing.T, c runtimeapi.RuntimeServiceClient) {
 		if status.Code(err) != tc.code || !strings.Contains(err.Error(), "target_id") {
 			t.Errorf("target %s: %v, want %v naming target_id", tc.target, err, tc.code)
 		}
+	}
+}
+
+// checkInitDeath kills a pod's init from outside: its containers die with the PID
+// namespace, the pod turns NOTREADY, and it can still be removed.
+func checkInitDeath(t *testing.T, c runtimeapi.RuntimeServiceClient) {
+	t.Helper()
+	ctx := context.Background()
+	shared := &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD}
+	podCfg := nsPod("pidns-init-death", shared)
+	pr, err := c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		t.Fatalf("run pod: %v", err)
+	}
+	id := runIn(t, c, pr.PodSandboxId, podCfg, "victim", shared, "sleep", "3607")
+	pause := podInitPid(t, c, pr.PodSandboxId, 1)
+	if err := syscall.Kill(pause, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitExited(t, c, id); st.Status.ExitCode != 137 {
+		t.Errorf("container of a pod whose init was killed: exit %d, want 137", st.Status.ExitCode)
+	}
+	st, err := c.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pr.PodSandboxId})
+	if err != nil || st.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Errorf("pod whose init was killed: %v, %v; want NOTREADY", st.GetStatus().GetState(), err)
+	}
+	if _, err := c.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pr.PodSandboxId}); err != nil {
+		t.Errorf("remove pod whose init was killed: %v", err)
 	}
 }
