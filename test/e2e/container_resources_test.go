@@ -143,35 +143,7 @@ func TestContainerResources(t *testing.T) {
 		return itoa(q)
 	}
 
-	bad := []struct {
-		name  string
-		res   *runtimeapi.LinuxContainerResources
-		field string
-	}{
-		{"negative memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -1}, "memory_limit_in_bytes"},
-		{"oom score", &runtimeapi.LinuxContainerResources{OomScoreAdj: 5000}, "oom_score_adj"},
-		{"swap below memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, MemorySwapLimitInBytes: 1 << 20}, "memory_swap_limit_in_bytes"},
-		{"hugepage size", &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "3MB", Limit: 1}}}, "hugepage_limits"},
-	}
-	if !v2 {
-		bad = append(bad, struct {
-			name  string
-			res   *runtimeapi.LinuxContainerResources
-			field string
-		}{"unified on v1", &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1M"}}, "unified"})
-	}
-	for _, tc := range bad {
-		_, err := c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: podCfg, Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "bad"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
-			Command: []string{"true"}, Linux: &runtimeapi.LinuxContainerConfig{Resources: tc.res},
-		}})
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
-		}
-	}
-	if l, err := c.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err != nil || len(l.Containers) != 0 {
-		t.Fatalf("refused creates left containers: %v %v", l, err)
-	}
+	checkRefusedResources(t, c, podID, podCfg, v2)
 
 	id := startBusybox(t, c, d, podID, podCfg, "busy", []string{"sh", "-c", "while :; do :; done"},
 		&runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuQuota: 50000, CpuPeriod: 100000, CpuShares: 512, OomScoreAdj: 500})
@@ -215,6 +187,42 @@ func TestContainerResources(t *testing.T) {
 	}
 
 	checkBusyStats(t, c, podID, id)
+}
+
+// checkRefusedResources: bad values are refused with InvalidArgument naming the field, and
+// leave no container behind.
+func checkRefusedResources(t *testing.T, c runtimeapi.RuntimeServiceClient, podID string, podCfg *runtimeapi.PodSandboxConfig, v2 bool) {
+	t.Helper()
+	ctx := context.Background()
+	bad := []struct {
+		name  string
+		res   *runtimeapi.LinuxContainerResources
+		field string
+	}{
+		{"negative memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -1}, "memory_limit_in_bytes"},
+		{"oom score", &runtimeapi.LinuxContainerResources{OomScoreAdj: 5000}, "oom_score_adj"},
+		{"swap below memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, MemorySwapLimitInBytes: 1 << 20}, "memory_swap_limit_in_bytes"},
+		{"hugepage size", &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "3MB", Limit: 1}}}, "hugepage_limits"},
+	}
+	if !v2 {
+		bad = append(bad, struct {
+			name  string
+			res   *runtimeapi.LinuxContainerResources
+			field string
+		}{"unified on v1", &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1M"}}, "unified"})
+	}
+	for _, tc := range bad {
+		_, err := c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: podCfg, Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "bad"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+			Command: []string{"true"}, Linux: &runtimeapi.LinuxContainerConfig{Resources: tc.res},
+		}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
+		}
+	}
+	if l, err := c.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err != nil || len(l.Containers) != 0 {
+		t.Fatalf("refused creates left containers: %v %v", l, err)
+	}
 }
 
 // checkBusyStats waits (bounded) until the busy container's stats show CPU and memory use
