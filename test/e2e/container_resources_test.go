@@ -158,6 +158,8 @@ func TestContainerResources(t *testing.T) {
 		t.Errorf("oom_score_adj in the container: %v %q", err, r.GetStdout())
 	}
 
+	checkNoHostDevices(t, c, id, v2)
+
 	if _, err := c.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
 		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 96 << 20, CpuQuota: 20000}}); err != nil {
 		t.Fatalf("update: %v\n%s", err, d.output.String())
@@ -222,6 +224,33 @@ func checkRefusedResources(t *testing.T, c runtimeapi.RuntimeServiceClient, podI
 	}
 	if l, err := c.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err != nil || len(l.Containers) != 0 {
 		t.Fatalf("refused creates left containers: %v %v", l, err)
+	}
+}
+
+// checkNoHostDevices: the container cannot create and read a host device outside the
+// default set (a disk of the host when it has one, else /dev/kmsg), whatever its
+// capabilities; on v1 its devices.list is an allow-list, not "a *:* rwm".
+func checkNoHostDevices(t *testing.T, c runtimeapi.RuntimeServiceClient, id string, v2 bool) {
+	t.Helper()
+	dev := "c 1 11"
+	if matches, _ := filepath.Glob("/sys/block/*/dev"); len(matches) > 0 {
+		if b, err := os.ReadFile(matches[0]); err == nil {
+			dev = "b " + strings.Replace(strings.TrimSpace(string(b)), ":", " ", 1)
+		}
+	}
+	r, err := c.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: id,
+		Cmd: []string{"sh", "-c", "mknod /tmp/hostdev " + dev + " 2>/dev/null; head -c 1 /tmp/hostdev >/dev/null"}})
+	if err != nil || r.ExitCode == 0 {
+		t.Errorf("mknod and read of host device %q in the container: %v, exit %d", dev, err, r.GetExitCode())
+	}
+	if r, err := c.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: id,
+		Cmd: []string{"sh", "-c", "head -c 1 /dev/zero >/dev/null && echo x >/dev/null"}}); err != nil || r.ExitCode != 0 {
+		t.Errorf("default devices in the container: %v, exit %d %s", err, r.GetExitCode(), r.GetStderr())
+	}
+	if !v2 {
+		if list := cgroupFile(t, c, id, "devices", "devices.list"); strings.Contains(list, "a *:* rwm") {
+			t.Errorf("devices.list allows everything:\n%s", list)
+		}
 	}
 }
 
