@@ -15,9 +15,13 @@ type Stats struct {
 	CPUNanoCores  uint64
 	CPURateKnown  bool
 
-	MemoryUsage, MemoryWorkingSet, MemoryRSS, MemoryAvailable uint64
-	PageFaults, MajorPageFaults                               uint64
-	Processes                                                 uint64
+	MemoryUsage, MemoryWorkingSet, MemoryRSS uint64
+	// MemoryAvailable is limit minus working set; MemoryLimited says there is a limit
+	// (without one, "available" is the node's business, not the cgroup's).
+	MemoryAvailable             uint64
+	MemoryLimited               bool
+	PageFaults, MajorPageFaults uint64
+	Processes                   uint64
 
 	// WritableLayer is nil when no walk of the upper directory has finished yet.
 	WritableLayer *LayerUsage
@@ -89,6 +93,7 @@ func (m *Manager) cgroupStats(key, cgroup string, since time.Time) (*Stats, erro
 		MemoryWorkingSet: cs.MemoryWorkingSet,
 		MemoryRSS:        cs.MemoryRSS,
 		MemoryAvailable:  cs.AvailableBytes(),
+		MemoryLimited:    cs.MemoryLimit > 0,
 		PageFaults:       cs.PageFaults,
 		MajorPageFaults:  cs.MajorPageFaults,
 		Processes:        cs.Pids,

@@ -93,13 +93,16 @@ func toCPUUsage(st *container.Stats) *runtimeapi.CpuUsage {
 }
 
 func toMemoryUsage(st *container.Stats) *runtimeapi.MemoryUsage {
-	return &runtimeapi.MemoryUsage{
+	mu := &runtimeapi.MemoryUsage{
 		Timestamp:       st.Timestamp.UnixNano(),
 		WorkingSetBytes: u64(st.MemoryWorkingSet),
-		AvailableBytes:  u64(st.MemoryAvailable),
 		UsageBytes:      u64(st.MemoryUsage),
 		RssBytes:        u64(st.MemoryRSS),
 		PageFaults:      u64(st.PageFaults),
 		MajorPageFaults: u64(st.MajorPageFaults),
 	}
+	if st.MemoryLimited {
+		mu.AvailableBytes = u64(st.MemoryAvailable)
+	}
+	return mu
 }

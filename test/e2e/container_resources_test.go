@@ -143,35 +143,7 @@ func TestContainerResources(t *testing.T) {
 		return itoa(q)
 	}
 
-	bad := []struct {
-		name  string
-		res   *runtimeapi.LinuxContainerResources
-		field string
-	}{
-		{"negative memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -1}, "memory_limit_in_bytes"},
-		{"oom score", &runtimeapi.LinuxContainerResources{OomScoreAdj: 5000}, "oom_score_adj"},
-		{"swap below memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, MemorySwapLimitInBytes: 1 << 20}, "memory_swap_limit_in_bytes"},
-		{"hugepage size", &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "3MB", Limit: 1}}}, "hugepage_limits"},
-	}
-	if !v2 {
-		bad = append(bad, struct {
-			name  string
-			res   *runtimeapi.LinuxContainerResources
-			field string
-		}{"unified on v1", &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1M"}}, "unified"})
-	}
-	for _, tc := range bad {
-		_, err := c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: podCfg, Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "bad"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
-			Command: []string{"true"}, Linux: &runtimeapi.LinuxContainerConfig{Resources: tc.res},
-		}})
-		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
-			t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
-		}
-	}
-	if l, err := c.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err != nil || len(l.Containers) != 0 {
-		t.Fatalf("refused creates left containers: %v %v", l, err)
-	}
+	checkRefusedResources(t, c, podID, podCfg, v2)
 
 	id := startBusybox(t, c, d, podID, podCfg, "busy", []string{"sh", "-c", "while :; do :; done"},
 		&runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, CpuQuota: 50000, CpuPeriod: 100000, CpuShares: 512, OomScoreAdj: 500})
@@ -185,6 +157,8 @@ func TestContainerResources(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(r.Stdout)) != "500" {
 		t.Errorf("oom_score_adj in the container: %v %q", err, r.GetStdout())
 	}
+
+	checkNoHostDevices(t, c, id, v2)
 
 	if _, err := c.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
 		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 96 << 20, CpuQuota: 20000}}); err != nil {
@@ -215,6 +189,69 @@ func TestContainerResources(t *testing.T) {
 	}
 
 	checkBusyStats(t, c, podID, id)
+}
+
+// checkRefusedResources: bad values are refused with InvalidArgument naming the field, and
+// leave no container behind.
+func checkRefusedResources(t *testing.T, c runtimeapi.RuntimeServiceClient, podID string, podCfg *runtimeapi.PodSandboxConfig, v2 bool) {
+	t.Helper()
+	ctx := context.Background()
+	bad := []struct {
+		name  string
+		res   *runtimeapi.LinuxContainerResources
+		field string
+	}{
+		{"negative memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -1}, "memory_limit_in_bytes"},
+		{"oom score", &runtimeapi.LinuxContainerResources{OomScoreAdj: 5000}, "oom_score_adj"},
+		{"swap below memory", &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 64 << 20, MemorySwapLimitInBytes: 1 << 20}, "memory_swap_limit_in_bytes"},
+		{"hugepage size", &runtimeapi.LinuxContainerResources{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "3MB", Limit: 1}}}, "hugepage_limits"},
+	}
+	if !v2 {
+		bad = append(bad, struct {
+			name  string
+			res   *runtimeapi.LinuxContainerResources
+			field string
+		}{"unified on v1", &runtimeapi.LinuxContainerResources{Unified: map[string]string{"memory.high": "1M"}}, "unified"})
+	}
+	for _, tc := range bad {
+		_, err := c.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, SandboxConfig: podCfg, Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "bad"}, Image: &runtimeapi.ImageSpec{Image: "busybox"},
+			Command: []string{"true"}, Linux: &runtimeapi.LinuxContainerConfig{Resources: tc.res},
+		}})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
+		}
+	}
+	if l, err := c.ListContainers(ctx, &runtimeapi.ListContainersRequest{}); err != nil || len(l.Containers) != 0 {
+		t.Fatalf("refused creates left containers: %v %v", l, err)
+	}
+}
+
+// checkNoHostDevices: the container cannot create and read a host device outside the
+// default set (a disk of the host when it has one, else /dev/kmsg), whatever its
+// capabilities; on v1 its devices.list is an allow-list, not "a *:* rwm".
+func checkNoHostDevices(t *testing.T, c runtimeapi.RuntimeServiceClient, id string, v2 bool) {
+	t.Helper()
+	dev := "c 1 11"
+	if matches, _ := filepath.Glob("/sys/block/*/dev"); len(matches) > 0 {
+		if b, err := os.ReadFile(matches[0]); err == nil {
+			dev = "b " + strings.Replace(strings.TrimSpace(string(b)), ":", " ", 1)
+		}
+	}
+	r, err := c.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: id,
+		Cmd: []string{"sh", "-c", "mknod /tmp/hostdev " + dev + " 2>/dev/null; head -c 1 /tmp/hostdev >/dev/null"}})
+	if err != nil || r.ExitCode == 0 {
+		t.Errorf("mknod and read of host device %q in the container: %v, exit %d", dev, err, r.GetExitCode())
+	}
+	if r, err := c.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: id,
+		Cmd: []string{"sh", "-c", "head -c 1 /dev/zero >/dev/null && echo x >/dev/null"}}); err != nil || r.ExitCode != 0 {
+		t.Errorf("default devices in the container: %v, exit %d %s", err, r.GetExitCode(), r.GetStderr())
+	}
+	if !v2 {
+		if list := cgroupFile(t, c, id, "devices", "devices.list"); strings.Contains(list, "a *:* rwm") {
+			t.Errorf("devices.list allows everything:\n%s", list)
+		}
+	}
 }
 
 // checkBusyStats waits (bounded) until the busy container's stats show CPU and memory use
