@@ -55,7 +55,8 @@ func setWinsize(master *os.File, sz TermSize) error {
 	if err := rc.Control(func(fd uintptr) {
 		ioctlErr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: sz.Height, Col: sz.Width})
 	}); err != nil {
-		return fmt.Errorf("terminal resize: %w", err)
+		// Control only fails on a closed file, with poll's own error: say it as os does.
+		return fmt.Errorf("terminal resize: %w: %w", os.ErrClosed, err)
 	}
 	if ioctlErr != nil {
 		return fmt.Errorf("terminal resize to %dx%d: %w", sz.Width, sz.Height, ioctlErr)

@@ -132,7 +132,9 @@ func forward(conn *net.TCPConn, stream io.ReadWriteCloser, idle time.Duration) e
 		if err != nil {
 			return ignoreClosed(err)
 		}
-		return ignoreClosed(<-fromPod)
+		err = <-fromPod
+		_ = stream.Close()
+		return ignoreClosed(err)
 	}
 }
 

@@ -3,11 +3,22 @@ package streaming
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -48,7 +59,8 @@ func (f *fakeExec) ExecStream(ctx context.Context, id string, cmd []string, s co
 
 func startTest(t *testing.T, o Options) *Server {
 	t.Helper()
-	o.Config = config.Streaming{Address: "127.0.0.1:0", IdleTimeout: config.Duration(time.Minute)}
+	tlsCert, tlsKey := o.Config.TLSCert, o.Config.TLSKey
+	o.Config = config.Streaming{Address: "127.0.0.1:0", IdleTimeout: config.Duration(time.Minute), TLSCert: tlsCert, TLSKey: tlsKey}
 	s, err := Start(context.Background(), o)
 	if err != nil {
 		t.Fatalf("start: %v", err)
@@ -65,11 +77,14 @@ func startTest(t *testing.T, o Options) *Server {
 // returns what arrived on each channel.
 func v5Session(t *testing.T, url string, stdin string) map[byte]string {
 	t.Helper()
-	cfg, err := websocket.NewConfig(strings.Replace(url, "http://", "ws://", 1), "http://127.0.0.1/")
+	wsURL := strings.Replace(strings.Replace(url, "https://", "wss://", 1), "http://", "ws://", 1)
+	cfg, err := websocket.NewConfig(wsURL, "http://127.0.0.1/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Protocol = []string{v5Protocol}
+	// The TLS test's certificate is self-signed.
+	cfg.TlsConfig = &tls.Config{InsecureSkipVerify: true}
 	ws, err := websocket.DialConfig(cfg)
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
@@ -239,5 +254,56 @@ func TestWantsProtocol(t *testing.T) {
 		if got := wantsProtocol(r, v5Protocol); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "streaming-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestExecOverTLS(t *testing.T) {
+	cert, key := selfSigned(t)
+	s := startTest(t, Options{Exec: &fakeExec{}, Config: config.Streaming{TLSCert: cert, TLSKey: key}})
+	resp, err := s.GetExec(&runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"cat"}, Stdin: true, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(resp.Url, "https://") {
+		t.Fatalf("URL %s, want https", resp.Url)
+	}
+	if got := v5Session(t, resp.Url, "tls"); got[chanStdout] != "out:tls" {
+		t.Errorf("stdout over TLS %q, want %q", got[chanStdout], "out:tls")
+	}
+	// A missing key pair fails the start, naming the files.
+	_, err = Start(context.Background(), Options{Config: config.Streaming{Address: "127.0.0.1:0",
+		IdleTimeout: config.Duration(time.Minute), TLSCert: cert + ".missing", TLSKey: key}})
+	if err == nil || !strings.Contains(err.Error(), ".missing") {
+		t.Errorf("start with a missing certificate: %v", err)
 	}
 }
