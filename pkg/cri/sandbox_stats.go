@@ -50,7 +50,7 @@ func (s *Server) ListPodSandboxStats(ctx context.Context, req *runtimeapi.ListPo
 		return nil, err
 	}
 	f := req.GetFilter()
-	pods := filterSandboxes(sbm, &runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()})
+	pods := filterSandboxes(sbm, &runtimeapi.PodSandboxFilter{Id: f.GetId(), LabelSelector: f.GetLabelSelector()}, s.withInitState)
 	out := make([]*runtimeapi.PodSandboxStats, 0, len(pods))
 	for _, p := range pods {
 		sb, err := sbm.Get(p.Id)
