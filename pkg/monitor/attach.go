@@ -16,8 +16,14 @@ import (
 
 // maxClientBacklog bounds the output queued for one attached client. A client that falls
 // this far behind is dropped: the container's output copiers never wait for a client, so a
-// slow or dead client cannot block the container (on a full pipe) or its log.
-const maxClientBacklog = 256 << 10
+// slow or dead client cannot block the container (on a full pipe) or its log. containerd
+// and conmon write to attached clients synchronously instead, throttling the container to
+// its slowest client. The price here: a container writing faster than a client reads (a
+// cat of a large file) outruns and drops it once the backlog is full.
+const maxClientBacklog = 1 << 20
+
+// keptClientBuffer is the largest write buffer a client keeps between bursts.
+const keptClientBuffer = 64 << 10
 
 // endWriteTimeout bounds flushing the last output and the end frame to a client.
 const endWriteTimeout = 5 * time.Second
@@ -320,6 +326,9 @@ func (cl *attachClient) writeLoop() {
 		if _, err := cl.conn.Write(out); err != nil {
 			cl.kill()
 			return
+		}
+		if cap(out) > keptClientBuffer {
+			out = nil // a burst is over: do not keep its buffer for the attachment's life
 		}
 		if last {
 			// Half-close rather than close: closing a unix socket with unread input resets
