@@ -31,6 +31,7 @@ const endWriteTimeout = 5 * time.Second
 // attachHub fans a container's output out to its attached clients and funnels their stdin
 // and resizes into the container.
 type attachHub struct {
+	log       klog.Logger
 	stdin     *os.File // monitor's end of the container's stdin, nil without stdin
 	term      *os.File // terminal master (for resizes), nil without a tty
 	stdinOnce bool
@@ -44,8 +45,8 @@ type attachHub struct {
 	stdinClosed bool
 }
 
-func newAttachHub(opts CreateOptions, sio *stdio) *attachHub {
-	h := &attachHub{stdin: sio.stdin, stdinOnce: opts.StdinOnce, done: make(chan struct{})}
+func newAttachHub(log klog.Logger, opts CreateOptions, sio *stdio) *attachHub {
+	h := &attachHub{log: log, stdin: sio.stdin, stdinOnce: opts.StdinOnce, done: make(chan struct{})}
 	if opts.TTY {
 		h.term = sio.stdout
 	}
@@ -76,7 +77,9 @@ func (h *attachHub) broadcast(kind byte, p []byte) {
 	for cl := range h.clients {
 		if !cl.enqueue(kind, p) {
 			delete(h.clients, cl)
-			cl.kill()
+			if cl.kill() {
+				h.log.Info("Dropping an attached client that fell behind", "backlogBytes", maxClientBacklog)
+			}
 		}
 	}
 }
@@ -280,17 +283,19 @@ func (cl *attachClient) enqueue(kind byte, p []byte) bool {
 }
 
 // kill drops the client at once: its connection is closed, which also ends its reader.
-func (cl *attachClient) kill() {
+// It reports whether the client was still alive.
+func (cl *attachClient) kill() bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.dead {
-		return
+		return false
 	}
 	cl.dead = true
 	cl.buf = nil
 	close(cl.gone)
 	_ = cl.conn.Close()
 	cl.cond.Signal()
+	return true
 }
 
 // end makes the writer flush the queue, send the end frame and half-close the connection.
