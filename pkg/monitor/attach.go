@@ -253,12 +253,11 @@ type attachClient struct {
 	conn net.Conn
 	gone chan struct{} // closed by kill
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	buf     []byte // encoded frames not yet written
-	ending  bool   // write what is queued, then the end frame, then close
-	dead    bool
-	endOnce sync.Once
+	mu     sync.Mutex
+	cond   *sync.Cond
+	buf    []byte // encoded frames not yet written
+	ending bool   // write what is queued, then the end frame, then close
+	dead   bool
 }
 
 func newAttachClient(conn net.Conn) *attachClient {
