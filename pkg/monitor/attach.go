@@ -256,7 +256,7 @@ type attachClient struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	buf    []byte // encoded frames not yet written
-	ending bool   // write what is queued, then the end frame, then close
+	ending bool   // write what is queued, then the end frame, then half-close
 	dead   bool
 }
 
