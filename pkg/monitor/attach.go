@@ -16,8 +16,14 @@ import (
 
 // maxClientBacklog bounds the output queued for one attached client. A client that falls
 // this far behind is dropped: the container's output copiers never wait for a client, so a
-// slow or dead client cannot block the container (on a full pipe) or its log.
-const maxClientBacklog = 256 << 10
+// slow or dead client cannot block the container (on a full pipe) or its log. containerd
+// and conmon write to attached clients synchronously instead, throttling the container to
+// its slowest client. The price here: a container writing faster than a client reads (a
+// cat of a large file) outruns and drops it once the backlog is full.
+const maxClientBacklog = 1 << 20
+
+// keptClientBuffer is the largest write buffer a client keeps between bursts.
+const keptClientBuffer = 64 << 10
 
 // endWriteTimeout bounds flushing the last output and the end frame to a client.
 const endWriteTimeout = 5 * time.Second
@@ -25,6 +31,7 @@ const endWriteTimeout = 5 * time.Second
 // attachHub fans a container's output out to its attached clients and funnels their stdin
 // and resizes into the container.
 type attachHub struct {
+	log       klog.Logger
 	stdin     *os.File // monitor's end of the container's stdin, nil without stdin
 	term      *os.File // terminal master (for resizes), nil without a tty
 	stdinOnce bool
@@ -38,8 +45,8 @@ type attachHub struct {
 	stdinClosed bool
 }
 
-func newAttachHub(opts CreateOptions, sio *stdio) *attachHub {
-	h := &attachHub{stdin: sio.stdin, stdinOnce: opts.StdinOnce, done: make(chan struct{})}
+func newAttachHub(log klog.Logger, opts CreateOptions, sio *stdio) *attachHub {
+	h := &attachHub{log: log, stdin: sio.stdin, stdinOnce: opts.StdinOnce, done: make(chan struct{})}
 	if opts.TTY {
 		h.term = sio.stdout
 	}
@@ -70,7 +77,9 @@ func (h *attachHub) broadcast(kind byte, p []byte) {
 	for cl := range h.clients {
 		if !cl.enqueue(kind, p) {
 			delete(h.clients, cl)
-			cl.kill()
+			if cl.kill() {
+				h.log.Info("Dropping an attached client that fell behind", "backlogBytes", maxClientBacklog)
+			}
 		}
 	}
 }
@@ -244,12 +253,11 @@ type attachClient struct {
 	conn net.Conn
 	gone chan struct{} // closed by kill
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	buf     []byte // encoded frames not yet written
-	ending  bool   // write what is queued, then the end frame, then close
-	dead    bool
-	endOnce sync.Once
+	mu     sync.Mutex
+	cond   *sync.Cond
+	buf    []byte // encoded frames not yet written
+	ending bool   // write what is queued, then the end frame, then half-close
+	dead   bool
 }
 
 func newAttachClient(conn net.Conn) *attachClient {
@@ -274,17 +282,19 @@ func (cl *attachClient) enqueue(kind byte, p []byte) bool {
 }
 
 // kill drops the client at once: its connection is closed, which also ends its reader.
-func (cl *attachClient) kill() {
+// It reports whether the client was still alive.
+func (cl *attachClient) kill() bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.dead {
-		return
+		return false
 	}
 	cl.dead = true
 	cl.buf = nil
 	close(cl.gone)
 	_ = cl.conn.Close()
 	cl.cond.Signal()
+	return true
 }
 
 // end makes the writer flush the queue, send the end frame and half-close the connection.
@@ -320,6 +330,9 @@ func (cl *attachClient) writeLoop() {
 		if _, err := cl.conn.Write(out); err != nil {
 			cl.kill()
 			return
+		}
+		if cap(out) > keptClientBuffer {
+			out = nil // a burst is over: do not keep its buffer for the attachment's life
 		}
 		if last {
 			// Half-close rather than close: closing a unix socket with unread input resets

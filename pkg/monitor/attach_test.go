@@ -201,9 +201,9 @@ func TestAttachSlowClientDropped(t *testing.T) {
 	defer cancel()
 	dir, c, _ := startMonitor(t, ctx)
 	logPath := filepath.Join(dir, "c.log")
-	const chunks, chunk = 32, 64 << 10
+	const chunks, chunk = 48, 64 << 10
 	// Paced so that a reading client keeps up even on a loaded machine.
-	script := `i=0; while [ $i -lt 32 ]; do head -c 65536 /dev/zero | tr '\0' x; i=$((i+1)); sleep 0.01; done`
+	script := `i=0; while [ $i -lt 48 ]; do head -c 65536 /dev/zero | tr '\0' x; i=$((i+1)); sleep 0.01; done`
 	if _, err := c.Create(ctx, "c", CreateOptions{LogPath: logPath, Config: config("sh", "-c", script)}); err != nil {
 		t.Fatal(err)
 	}

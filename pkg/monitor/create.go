@@ -164,7 +164,7 @@ func (s *Server) Create(ctx context.Context, id string, opts CreateOptions) (_ C
 // register publishes a spawned container and starts copying its output.
 func (s *Server) register(ctx context.Context, c *container, proc Process, sio *stdio) ContainerState {
 	c.stdin = sio.stdin
-	c.hub = newAttachHub(c.opts, sio)
+	c.hub = newAttachHub(klog.FromContext(ctx).WithValues("containerID", c.id), c.opts, sio)
 	c.startCopy(ctx, &s.wg, sio.stdout, logs.Stdout)
 	if sio.stderr != nil {
 		c.startCopy(ctx, &s.wg, sio.stderr, logs.Stderr)
