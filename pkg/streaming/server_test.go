@@ -307,3 +307,55 @@ func TestExecOverTLS(t *testing.T) {
 		t.Errorf("start with a missing certificate: %v", err)
 	}
 }
+
+// blockingExec runs until its context ends and reports that it did.
+type blockingExec struct {
+	started, ended chan struct{}
+}
+
+func (b *blockingExec) ExecStream(ctx context.Context, _ string, _ []string, _ container.StreamIO) (int32, error) {
+	close(b.started)
+	<-ctx.Done()
+	close(b.ended)
+	return 0, ctx.Err()
+}
+
+// TestCloseEndsSessions: closing the server closes upgraded connections too, which ends
+// their sessions' contexts (the exec'd processes are killed then).
+func TestCloseEndsSessions(t *testing.T) {
+	b := &blockingExec{started: make(chan struct{}), ended: make(chan struct{})}
+	s, err := Start(context.Background(), Options{Exec: b,
+		Config: config.Streaming{Address: "127.0.0.1:0", IdleTimeout: config.Duration(time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.GetExec(&runtimeapi.ExecRequest{ContainerId: "c1", Cmd: []string{"sleep"}, Stdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := websocket.NewConfig(strings.Replace(resp.Url, "http://", "ws://", 1), "http://127.0.0.1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Protocol = []string{v5Protocol}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	select {
+	case <-b.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the exec did not start")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close(context.Background(), 10*time.Second) }()
+	select {
+	case <-b.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("closing the server did not end the session")
+	}
+	if err := <-closed; err != nil {
+		t.Errorf("close: %v", err)
+	}
+}
