@@ -208,6 +208,12 @@ func (p *Process) Wait() (ExitStatus, error) {
 		if err != nil && !errors.As(err, &ee) {
 			p.werr = fmt.Errorf("wait for pid %d: %w", p.Pid, err)
 		}
+		// No state when another waiter reaped it first (ECHILD): the monitor reaps every
+		// child with wait4(-1), and a failed create's Wait can lose that race.
+		if p.cmd.ProcessState == nil {
+			close(p.done)
+			return
+		}
 		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 			if ws.Signaled() {
 				p.exit = ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
