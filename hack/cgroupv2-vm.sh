@@ -16,9 +16,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "${REPO_ROOT}"
 
-# The e2e tests that check isolation and limits from inside a container; they use host-network
+# The e2e tests that check isolation and limits from inside a container; with
+# CRI_MINI_E2E_HOST_NETWORK they use host-network
 # pods so that the guest needs no CNI plugins and no iptables.
-VM_E2E_RUN='TestIsolation'
+VM_E2E_RUN='TestContainerSecurity|TestContainerSeccomp|TestContainerResources|TestContainerOOMKilled'
 run_regex="${VM_E2E_RUN}"
 unit_pkgs="./pkg/cgroups ./pkg/overlay"
 timeout_s=900

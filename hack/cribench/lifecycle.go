@@ -31,11 +31,16 @@ func (r *crictlRunner) run(ctx context.Context, args ...string) (string, error) 
 
 // podConfig and containerConfig are the crictl JSON inputs of iteration i: a fresh pod name
 // and UID each time, busybox sleeping (the container stays running until stopped).
+// kubeletNamespaces is what kubelet sends for a pod that does not share its process
+// namespace: a PID namespace per container (NamespaceMode CONTAINER = 1). Without it the CRI's
+// zero value asks for one PID namespace for the pod, and with it the pod's init process.
+var kubeletNamespaces = map[string]any{"namespace_options": map[string]any{"pid": 1}}
+
 func podConfig(name string, logDir string) map[string]any {
 	return map[string]any{
 		"metadata":      map[string]any{"name": name, "namespace": "cribench", "uid": name + "-uid", "attempt": 0},
 		"log_directory": logDir,
-		"linux":         map[string]any{},
+		"linux":         map[string]any{"security_context": kubeletNamespaces},
 	}
 }
 
@@ -45,7 +50,7 @@ func containerConfig(name string) map[string]any {
 		"image":    map[string]any{"image": busybox},
 		"command":  []string{"sleep", "3600"},
 		"log_path": name + ".log",
-		"linux":    map[string]any{},
+		"linux":    map[string]any{"security_context": kubeletNamespaces},
 	}
 }
 

@@ -24,7 +24,7 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 		cfg := &runtimeapi.PodSandboxConfig{
 			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "cribench", Uid: name + "-uid"},
 			LogDirectory: filepath.Join(logDir, name),
-			Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+			Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
 		}
 		var pod, ctr string
 		ops := []func() error{
@@ -42,7 +42,7 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 						Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
 						Image:    &runtimeapi.ImageSpec{Image: busybox},
 						Command:  []string{"sleep", "3600"}, LogPath: "sleeper.log",
-						Linux: &runtimeapi.LinuxContainerConfig{},
+						Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
 					},
 				})
 				if err == nil {
@@ -83,4 +83,9 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 		loop.ds = append(loop.ds, time.Since(start))
 	}
 	return append([]*samples{loop}, steps...), nil
+}
+
+// kubeletPodNamespaces: see kubeletNamespaces.
+func kubeletPodNamespaces() *runtimeapi.NamespaceOption {
+	return &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
 }

@@ -147,7 +147,7 @@ func (b *bench) podMemBench(ctx context.Context, daemon, n int, logDir string, s
 		cfg := &runtimeapi.PodSandboxConfig{
 			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "cribench", Uid: name + "-uid"},
 			LogDirectory: filepath.Join(logDir, name),
-			Linux:        &runtimeapi.LinuxPodSandboxConfig{},
+			Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
 		}
 		pr, err := b.runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 		if err != nil {
@@ -161,7 +161,7 @@ func (b *bench) podMemBench(ctx context.Context, daemon, n int, logDir string, s
 				Image:    &runtimeapi.ImageSpec{Image: busybox},
 				Command:  []string{"sleep", "3600"},
 				LogPath:  "sleeper.log",
-				Linux:    &runtimeapi.LinuxContainerConfig{},
+				Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
 			},
 		})
 		if err != nil {

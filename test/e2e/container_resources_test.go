@@ -26,23 +26,11 @@ func resourcesDaemon(t *testing.T, name string) (runtimeapi.RuntimeServiceClient
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runs a daemon that creates namespaces, mounts and cgroups")
 	}
-	if !hostNetwork() {
-		cnitest.NeedRoot(t)
-	}
 	dirs := newDaemonDirs(t)
 	certs := busyboxMirror(t, dirs.base)
 	podCfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: "e2e-" + name}}
-	extra := ""
-	if hostNetwork() {
-		// A machine without CNI plugins (the cgroup v2 VM): the pod uses the node's network.
-		podCfg.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-			NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
-		}}
-	} else {
-		cniBin := cnitest.BinDir(t)
-		newE2ENet(t, dirs)
-		extra = "bin_dirs = [\"" + cniBin + "\"]\n"
-	}
+	extra, adapt := podNetwork(t, dirs)
+	adapt(podCfg)
 	cfgPath := dirs.writeConfig(t, extra+"[registry]\nconfig_path = \""+certs+"\"\n")
 	ctx := context.Background()
 	d := startDaemon(t, dirs.socket, "--config", cfgPath)
@@ -69,7 +57,7 @@ func startBusybox(t *testing.T, c runtimeapi.RuntimeServiceClient, d *daemon, po
 		Image:    &runtimeapi.ImageSpec{Image: "busybox"},
 		Command:  cmd,
 		Labels:   map[string]string{"test": name},
-		Linux:    &runtimeapi.LinuxContainerConfig{Resources: res},
+		Linux:    &runtimeapi.LinuxContainerConfig{Resources: res, SecurityContext: ownPIDNamespace(nil)},
 	}})
 	if err != nil {
 		t.Fatalf("create container %s: %v\n%s", name, err, d.output.String())
@@ -336,5 +324,44 @@ func TestContainerOOMKilled(t *testing.T) {
 // hostNetwork reports whether the tests run their pods on the node's network (set by
 // hack/cgroupv2-vm.sh, whose guest has no CNI plugins).
 func hostNetwork() bool { return os.Getenv("CRI_MINI_E2E_HOST_NETWORK") != "" }
+
+// podNetwork prepares the network of a test's pods: a test bridge through CNI, or the
+// node's network under hostNetwork(). It returns the daemon config lines it needs and a
+// function that adapts each pod config.
+func podNetwork(t *testing.T, dirs daemonDirs) (string, func(*runtimeapi.PodSandboxConfig)) {
+	t.Helper()
+	if hostNetwork() {
+		return "", func(cfg *runtimeapi.PodSandboxConfig) {
+			if cfg.Linux == nil {
+				cfg.Linux = &runtimeapi.LinuxPodSandboxConfig{}
+			}
+			if cfg.Linux.SecurityContext == nil {
+				cfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{}
+			}
+			if cfg.Linux.SecurityContext.NamespaceOptions == nil {
+				cfg.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{}
+			}
+			cfg.Linux.SecurityContext.NamespaceOptions.Network = runtimeapi.NamespaceMode_NODE
+		}
+	}
+	cnitest.NeedRoot(t)
+	cniBin := cnitest.BinDir(t)
+	newE2ENet(t, dirs)
+	return "bin_dirs = [\"" + cniBin + "\"]\n", func(*runtimeapi.PodSandboxConfig) {}
+}
+
+// ownPIDNamespace gives the container a PID namespace of its own, as kubelet does unless the
+// pod shares one: its process is PID 1, which the tests read /proc/1 of. The CRI's zero value
+// (POD) would make the pod's init PID 1.
+func ownPIDNamespace(sc *runtimeapi.LinuxContainerSecurityContext) *runtimeapi.LinuxContainerSecurityContext {
+	if sc == nil {
+		sc = &runtimeapi.LinuxContainerSecurityContext{}
+	}
+	if sc.NamespaceOptions == nil {
+		sc.NamespaceOptions = &runtimeapi.NamespaceOption{}
+	}
+	sc.NamespaceOptions.Pid = runtimeapi.NamespaceMode_CONTAINER
+	return sc
+}
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

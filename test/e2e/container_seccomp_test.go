@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,20 +10,19 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/cri-mini/cri-mini/pkg/cni/cnitest"
 )
 
 // TestContainerSeccomp: a RuntimeDefault container (and what is exec'd into it) cannot
 // unshare or mount; an Unconfined one, root with SYS_ADMIN, can unshare; a Localhost
 // profile that does not exist fails the create with InvalidArgument.
 func TestContainerSeccomp(t *testing.T) {
-	cniBin := cnitest.BinDir(t)
-	cnitest.NeedRoot(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs a daemon that creates namespaces, mounts and cgroups")
+	}
 	dirs := newDaemonDirs(t)
 	certs := busyboxMirror(t, dirs.base)
-	newE2ENet(t, dirs)
-	cfgPath := dirs.writeConfig(t, "bin_dirs = [\""+cniBin+"\"]\n[registry]\nconfig_path = \""+certs+"\"\n")
+	extra, adapt := podNetwork(t, dirs)
+	cfgPath := dirs.writeConfig(t, extra+"[registry]\nconfig_path = \""+certs+"\"\n")
 	ctx := context.Background()
 	d := startDaemon(t, dirs.socket, "--config", cfgPath)
 	c := client(t, dirs.socket)
@@ -30,6 +30,7 @@ func TestContainerSeccomp(t *testing.T) {
 		t.Fatalf("pull busybox: %v\n%s", err, d.output.String())
 	}
 	podCfg := &runtimeapi.PodSandboxConfig{Metadata: &runtimeapi.PodSandboxMetadata{Name: "seccomp-pod", Namespace: "e2e", Uid: "e2e-seccomp-uid"}}
+	adapt(podCfg)
 	pr, err := c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
 	if err != nil {
 		t.Fatalf("run pod: %v\n%s", err, d.output.String())
@@ -43,7 +44,7 @@ func TestContainerSeccomp(t *testing.T) {
 			Metadata: &runtimeapi.ContainerMetadata{Name: name},
 			Image:    &runtimeapi.ImageSpec{Image: "busybox"},
 			Command:  []string{"sleep", "3600"},
-			Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: sc},
+			Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: ownPIDNamespace(sc)},
 		}})
 		if err != nil {
 			return "", err

@@ -11,8 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/cri-mini/cri-mini/pkg/cni/cnitest"
 )
 
 // capHex is the /proc/<pid>/status mask of capability names (without the CAP_ prefix).
@@ -48,12 +46,13 @@ func statusField(text, key string) string {
 // (PID 1) and for an exec'd one, that capabilities, no_new_privs, masked paths and the
 // read-only rootfs are what the security context asked for.
 func TestContainerSecurity(t *testing.T) {
-	cniBin := cnitest.BinDir(t)
-	cnitest.NeedRoot(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs a daemon that creates namespaces, mounts and cgroups")
+	}
 	dirs := newDaemonDirs(t)
 	certs := busyboxMirror(t, dirs.base)
-	newE2ENet(t, dirs)
-	cfgPath := dirs.writeConfig(t, "bin_dirs = [\""+cniBin+"\"]\n[registry]\nconfig_path = \""+certs+"\"\n")
+	extra, adapt := podNetwork(t, dirs)
+	cfgPath := dirs.writeConfig(t, extra+"[registry]\nconfig_path = \""+certs+"\"\n")
 	ctx := context.Background()
 	d := startDaemon(t, dirs.socket, "--config", cfgPath)
 	c := client(t, dirs.socket)
@@ -76,6 +75,7 @@ func TestContainerSecurity(t *testing.T) {
 			Metadata: &runtimeapi.PodSandboxMetadata{Name: fmt.Sprintf("sec-pod-%v", priv), Namespace: "e2e", Uid: fmt.Sprintf("e2e-sec-%v", priv)},
 			Linux:    &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{Privileged: priv}},
 		}
+		adapt(cfg)
 		pr, err := c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 		if err != nil {
 			t.Fatalf("run pod: %v\n%s", err, d.output.String())
@@ -91,7 +91,7 @@ func TestContainerSecurity(t *testing.T) {
 			Metadata: &runtimeapi.ContainerMetadata{Name: name},
 			Image:    &runtimeapi.ImageSpec{Image: "busybox"},
 			Command:  []string{"sleep", "3600"},
-			Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: sc},
+			Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: ownPIDNamespace(sc)},
 		}})
 		if err != nil {
 			return "", err
