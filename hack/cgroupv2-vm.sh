@@ -50,7 +50,7 @@ fi
 # The kernel: Debian's current linux-image-amd64, unpacked once (stamped by its version).
 kpkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')"
 [[ -n "${kpkg}" ]] || die "cannot resolve the kernel package behind linux-image-amd64"
-if ! stamp_matches vm-kernel "${kpkg}"; then
+if ! stamp_matches vm-kernel "${kpkg}" || [[ ! -d "${vm}/kernel/lib/modules" ]]; then
 	log "downloading ${kpkg}"
 	rm -rf "${vm}/kernel" "${vm}/deb"
 	mkdir -p "${vm}/deb"
