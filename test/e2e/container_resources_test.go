@@ -275,20 +275,6 @@ func checkBusyStats(t *testing.T, c runtimeapi.RuntimeServiceClient, podID, id s
 	if l, err := c.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{LabelSelector: map[string]string{"test": "other"}}}); err != nil || len(l.Stats) != 0 {
 		t.Errorf("list stats with a label nobody has: %v %v", l, err)
 	}
-	// The stats RPCs read cgroup files and a cache, never wait on a disk walk: well under a
-	// second per call even in an emulated VM (about 3ms on the dev machine, 100ms under TCG).
-	start := time.Now()
-	const n = 50
-	for i := 0; i < n; i++ {
-		if _, err := c.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if per := time.Since(start) / n; per > time.Second {
-		t.Errorf("ListContainerStats takes %v per call", per)
-	} else {
-		t.Logf("ListContainerStats with one container: %v per call", per)
-	}
 	ps, err := c.PodSandboxStats(ctx, &runtimeapi.PodSandboxStatsRequest{PodSandboxId: podID})
 	if err != nil {
 		t.Fatal(err)
