@@ -1,8 +1,11 @@
 package container
 
 import (
+	"context"
 	"os"
 	"sync"
+
+	"k8s.io/klog/v2"
 
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
@@ -39,4 +42,15 @@ func (s *sealedExe) close() {
 		_ = s.f.Close()
 		s.f = nil
 	}
+}
+
+// execExe is the sealed copy of the daemon's own binary that exec helpers start from, made
+// once instead of per exec. Without it (the copy failed) each exec makes its own.
+func (m *Manager) execExe(ctx context.Context) *os.File {
+	f, err := m.self.get("")
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Sealing the binary for exec helpers failed; each exec copies it")
+		return nil
+	}
+	return f
 }

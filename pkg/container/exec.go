@@ -29,7 +29,7 @@ const execDrainGrace = 2 * time.Second
 // non-zero exit is not an error. With timeout > 0 the process is killed at the timeout and
 // the error wraps context.DeadlineExceeded.
 func (m *Manager) ExecSync(ctx context.Context, idOrPrefix string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error) {
-	job, err := m.prepareExec(idOrPrefix, cmd)
+	job, err := m.prepareExec(ctx, idOrPrefix, cmd)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -80,7 +80,7 @@ type execJob struct {
 
 // prepareExec checks that cmd can run in the container now: a command, a running
 // container with a stored spec.
-func (m *Manager) prepareExec(idOrPrefix string, cmd []string) (execJob, error) {
+func (m *Manager) prepareExec(ctx context.Context, idOrPrefix string, cmd []string) (execJob, error) {
 	if len(cmd) == 0 {
 		return execJob{}, fmt.Errorf("exec: empty command: %w", store.ErrInvalidArgument)
 	}
@@ -96,9 +96,12 @@ func (m *Manager) prepareExec(idOrPrefix string, cmd []string) (execJob, error) 
 		return execJob{}, fmt.Errorf("exec in container %s: no stored spec: %w", c.ID, store.ErrFailedPrecondition)
 	}
 	return execJob{
-		id:     c.ID,
-		proc:   execProcess(c.Spec.Process, cmd),
-		target: runtime.ExecTarget{Pid: c.Pid, CgroupPath: c.CgroupPath, Cgroups: m.o.Cgroups, StartedBy: c.StartedAt, Seccomp: runtime.SpecSeccomp(c.Spec)},
+		id:   c.ID,
+		proc: execProcess(c.Spec.Process, cmd),
+		target: runtime.ExecTarget{
+			Pid: c.Pid, CgroupPath: c.CgroupPath, Cgroups: m.o.Cgroups, StartedBy: c.StartedAt,
+			Seccomp: runtime.SpecSeccomp(c.Spec), Exe: m.execExe(ctx),
+		},
 	}, nil
 }
 

@@ -19,7 +19,7 @@ import (
 // the exit code (128+signal when killed); a non-zero code is not an error. When ctx
 // ends (the client went away) the process is killed and the error wraps ctx.Err().
 func (m *Manager) ExecStream(ctx context.Context, idOrPrefix string, cmd []string, s StreamIO) (exitCode int32, err error) {
-	job, err := m.prepareExec(idOrPrefix, cmd)
+	job, err := m.prepareExec(ctx, idOrPrefix, cmd)
 	if err != nil {
 		return 0, err
 	}

@@ -79,6 +79,7 @@ type Manager struct {
 	pods  map[string]*pod   // pod sandbox ID → its monitor
 	stats statsState        // CPU samples and writable layer cache (stats.go)
 	exe   sealedExe         // the binary monitors run from (exe.go)
+	self  sealedExe         // this binary, for exec helpers (exe.go)
 
 	// ctx ends the background watchers when the manager closes.
 	ctx    context.Context
@@ -140,6 +141,7 @@ func (m *Manager) Close() {
 		p.close()
 	}
 	m.exe.close()
+	m.self.close()
 }
 
 func newID() (string, error) {

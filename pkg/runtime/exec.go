@@ -30,7 +30,7 @@ func (c *Container) Exec(ctx context.Context, proc *specs.Process, stdio Stdio) 
 	default:
 	}
 	alive := func() error { return c.Signal(0) }
-	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, SpecSeccomp(c.Spec), stdio)
+	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, SpecSeccomp(c.Spec), nil, stdio)
 }
 
 // ExecTarget is a running container as seen by a process that is not its parent (the
@@ -45,6 +45,9 @@ type ExecTarget struct {
 	StartedBy time.Time
 	// Seccomp is the container's seccomp profile, which the exec'd process gets too.
 	Seccomp *specs.LinuxSeccomp
+	// Exe is a sealed copy of this binary (SealedExecutable) to start the exec helper from,
+	// kept by the caller across execs; nil copies the binary for this exec alone.
+	Exe *os.File
 }
 
 // ExecIn runs proc inside the running container t: the exec helper is started from a
@@ -94,7 +97,7 @@ func ExecIn(ctx context.Context, t ExecTarget, proc *specs.Process, stdio Stdio)
 		}
 		return nil
 	}
-	return execIn(ctx, t.Pid, t.CgroupPath, t.Cgroups, alive, proc, t.Seccomp, stdio)
+	return execIn(ctx, t.Pid, t.CgroupPath, t.Cgroups, alive, proc, t.Seccomp, t.Exe, stdio)
 }
 
 // inCgroup reports whether pid is in cgroup path in some hierarchy, by /proc/<pid>/cgroup
@@ -163,7 +166,7 @@ func processStart(pid int) (time.Time, error) {
 // from is still the container's, and spawns the exec helper. The helper's thread joins the
 // namespaces through the descriptors opened here (as /proc/self/fd paths), never by PID
 // again, so a recycled PID cannot slip in between the check and the join.
-func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manager, alive func() error, proc *specs.Process, filter *specs.LinuxSeccomp, stdio Stdio) (*Process, error) {
+func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manager, alive func() error, proc *specs.Process, filter *specs.LinuxSeccomp, exe *os.File, stdio Stdio) (*Process, error) {
 	if proc == nil || len(proc.Args) == 0 {
 		return nil, fmt.Errorf("exec: empty process args")
 	}
@@ -207,6 +210,7 @@ func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manage
 		stdio:      stdio,
 		terminal:   proc.Terminal,
 		extra:      []*os.File{mnt},
+		exe:        exe,
 		cgroupPath: cgroupPath,
 		cgm:        cgm,
 		config:     childConfig{Process: proc, Seccomp: filter},

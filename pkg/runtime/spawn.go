@@ -60,6 +60,9 @@ type spawnOptions struct {
 	stdio      Stdio
 	terminal   bool
 	extra      []*os.File // passed after fdExe
+	// exe is a sealed copy of this binary to start (SealedExecutable), owned by the caller;
+	// nil makes or reopens one for this spawn (sealedSelf).
+	exe        *os.File
 	cgroupPath string
 	cgm        *cgroups.Manager
 	config     childConfig
@@ -69,11 +72,15 @@ type spawnOptions struct {
 // target namespaces, places it in its cgroup, then releases it by sending its config: the
 // child blocks reading the config, so it runs nothing before it is in its cgroup.
 func spawn(ctx context.Context, o spawnOptions) (_ *Process, retErr error) {
-	exe, err := sealedSelf()
-	if err != nil {
-		return nil, err
+	exe := o.exe
+	if exe == nil {
+		self, err := sealedSelf()
+		if err != nil {
+			return nil, err
+		}
+		defer self.Close()
+		exe = self
 	}
-	defer exe.Close()
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("create config pipe: %w", err)
