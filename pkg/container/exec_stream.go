@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/cri-mini/cri-mini/pkg/pty"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
@@ -117,7 +118,7 @@ func execWithPipes(ctx context.Context, clientGone context.CancelFunc, job execJ
 // process's stdio and controlling terminal (the runtime gives the process a session of
 // its own), the master side is copied to and from the client.
 func execWithTTY(ctx context.Context, clientGone context.CancelFunc, job execJob, s StreamIO) (runtime.ExitStatus, error) {
-	master, replica, err := openPTY()
+	master, replica, err := pty.Open(true)
 	if err != nil {
 		return runtime.ExitStatus{}, fmt.Errorf("exec in container %s: %w", job.id, err)
 	}
@@ -195,7 +196,7 @@ func followResize(ctx context.Context, master *os.File, sizes <-chan TermSize, d
 			if !ok {
 				return
 			}
-			if err := setWinsize(master, sz); err != nil && !errors.Is(err, os.ErrClosed) {
+			if err := pty.Resize(master, sz.Width, sz.Height); err != nil && !errors.Is(err, os.ErrClosed) {
 				klog.FromContext(ctx).V(2).Info("Terminal resize failed", "err", err)
 			}
 		}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,49 +49,5 @@ func TestCopyToClient(t *testing.T) {
 				t.Errorf("client gone %v, want %v", gone, tc.wantGone)
 			}
 		})
-	}
-}
-
-// TestTerminal checks the terminal an exec gets: what the process writes on the replica
-// comes out of the master, a resize lands on the terminal, and closing the master ends a
-// read that waits on it (a background process may hold the replica forever).
-func TestTerminal(t *testing.T) {
-	master, replica, err := openPTY()
-	if err != nil {
-		t.Skipf("no terminal here: %v", err)
-	}
-	defer replica.Close()
-	if err := setWinsize(master, TermSize{Width: 123, Height: 45}); err != nil {
-		t.Fatal(err)
-	}
-	ws, err := unix.IoctlGetWinsize(int(replica.Fd()), unix.TIOCGWINSZ)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ws.Col != 123 || ws.Row != 45 {
-		t.Errorf("terminal size %dx%d, want 123x45", ws.Col, ws.Row)
-	}
-	if _, err := replica.WriteString("hi\n"); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 16)
-	n, err := master.Read(buf)
-	if err != nil || !strings.HasPrefix(string(buf[:n]), "hi") {
-		t.Fatalf("read %q, %v from the master; want hi", buf[:n], err)
-	}
-	done := make(chan error, 1)
-	go func() { _, err := master.Read(buf); done <- err }()
-	time.Sleep(50 * time.Millisecond)
-	_ = master.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, os.ErrClosed) {
-			t.Errorf("pending read ended with %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("closing the master did not end a pending read")
-	}
-	if err := setWinsize(master, TermSize{Width: 1, Height: 1}); !errors.Is(err, os.ErrClosed) {
-		t.Errorf("resize of a closed terminal: %v, want ErrClosed", err)
 	}
 }

@@ -4,14 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"net"
 	"os"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/pty"
 )
 
 // maxClientBacklog bounds the output queued for one attached client. A client that falls
@@ -146,15 +146,7 @@ func (h *attachHub) resize(width, height uint16) error {
 	if h.term == nil {
 		return nil
 	}
-	rc, err := h.term.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ierr error
-	err = rc.Control(func(fd uintptr) {
-		ierr = unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Row: height, Col: width})
-	})
-	return errors.Join(err, ierr)
+	return pty.Resize(h.term, width, height)
 }
 
 // serveAttach answers an attach request and then serves the connection as a stream of the

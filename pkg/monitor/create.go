@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-mini/cri-mini/pkg/monitor/logs"
+	"github.com/cri-mini/cri-mini/pkg/pty"
 )
 
 // stdio holds both ends of a container's standard streams while it is created.
@@ -50,7 +51,7 @@ func openStdio(tty, keepStdin bool) (_ *stdio, retErr error) {
 		}
 	}()
 	if tty {
-		master, slave, err := openPTY()
+		master, slave, err := pty.Open(false)
 		if err != nil {
 			return nil, err
 		}
