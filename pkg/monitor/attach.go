@@ -14,13 +14,16 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/pty"
 )
 
-// maxClientBacklog bounds the output queued for one attached client. A client that falls
-// this far behind is dropped: the container's output copiers never wait for a client, so a
-// slow or dead client cannot block the container (on a full pipe) or its log. containerd
-// and conmon write to attached clients synchronously instead, throttling the container to
-// its slowest client. The price here: a container writing faster than a client reads (a
-// cat of a large file) outruns and drops it once the backlog is full.
+// maxClientBacklog bounds the output queued for one attached client. Once a client is this
+// far behind, the output copier waits for it, which slows the container down to the pace of
+// its attached clients, as containerd and conmon do: an attached `cat` of a large file loses
+// nothing.
 const maxClientBacklog = 1 << 20
+
+// clientStallTimeout is how long a client may take no output at all while its backlog is
+// full. Then it is dropped, so a stuck or dead client cannot hold the container (blocked
+// on a full pipe) and its log for longer.
+const clientStallTimeout = 5 * time.Second
 
 // keptClientBuffer is the largest write buffer a client keeps between bursts.
 const keptClientBuffer = 64 << 10
@@ -70,16 +73,27 @@ func (h *attachHub) streamDone() {
 	}
 }
 
-// broadcast queues one chunk of output for every client. It never blocks on a client.
+// broadcast queues one chunk of output for every client, waiting for a client whose backlog
+// is full (see clientStallTimeout). The hub's lock is not held while waiting: stdin and new
+// clients go on meanwhile.
 func (h *attachHub) broadcast(kind byte, p []byte) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	if len(h.clients) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	clients := make([]*attachClient, 0, len(h.clients))
 	for cl := range h.clients {
-		if !cl.enqueue(kind, p) {
-			delete(h.clients, cl)
-			if cl.kill() {
-				h.log.Info("Dropping an attached client that fell behind", "backlogBytes", maxClientBacklog)
-			}
+		clients = append(clients, cl)
+	}
+	h.mu.Unlock()
+	for _, cl := range clients {
+		if cl.enqueue(kind, p) {
+			continue
+		}
+		h.remove(cl)
+		if cl.kill() {
+			h.log.Info("Dropping an attached client that took no output", "stalled", clientStallTimeout, "backlogBytes", maxClientBacklog)
 		}
 	}
 }
@@ -245,32 +259,56 @@ type attachClient struct {
 	conn net.Conn
 	gone chan struct{} // closed by kill
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	buf    []byte // encoded frames not yet written
-	ending bool   // write what is queued, then the end frame, then half-close
-	dead   bool
+	mu      sync.Mutex
+	cond    *sync.Cond
+	drained chan struct{} // signalled (not closed) whenever the writer makes progress
+	buf     []byte        // encoded frames not yet written
+	ending  bool          // write what is queued, then the end frame, then half-close
+	dead    bool
 }
 
 func newAttachClient(conn net.Conn) *attachClient {
-	cl := &attachClient{conn: conn, gone: make(chan struct{})}
+	cl := &attachClient{conn: conn, gone: make(chan struct{}), drained: make(chan struct{}, 1)}
 	cl.cond = sync.NewCond(&cl.mu)
 	return cl
 }
 
-// enqueue queues a frame; false when the client's backlog overflowed (or it is gone).
+// enqueue queues a frame, waiting while the client's backlog is full; false when the client
+// took nothing for clientStallTimeout (or is gone).
 func (cl *attachClient) enqueue(kind byte, p []byte) bool {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if cl.dead || cl.ending {
-		return !cl.dead
+	var stall *time.Timer
+	defer func() {
+		if stall != nil {
+			stall.Stop()
+		}
+	}()
+	for {
+		cl.mu.Lock()
+		if cl.dead || cl.ending {
+			cl.mu.Unlock()
+			return !cl.dead
+		}
+		// An empty backlog takes any chunk, however large: progress is always possible.
+		if len(cl.buf) == 0 || len(cl.buf)+frameHeader+len(p) <= maxClientBacklog {
+			cl.buf = appendFrame(cl.buf, kind, p)
+			cl.cond.Signal()
+			cl.mu.Unlock()
+			return true
+		}
+		cl.mu.Unlock()
+		if stall == nil {
+			stall = time.NewTimer(clientStallTimeout)
+		}
+		select {
+		case <-cl.drained:
+			// The client took output: it is slow, not stuck. Wait for it afresh.
+			stall.Reset(clientStallTimeout)
+		case <-cl.gone:
+			return false
+		case <-stall.C:
+			return false
+		}
 	}
-	if len(cl.buf)+frameHeader+len(p) > maxClientBacklog {
-		return false
-	}
-	cl.buf = appendFrame(cl.buf, kind, p)
-	cl.cond.Signal()
-	return true
 }
 
 // kill drops the client at once: its connection is closed, which also ends its reader.
@@ -301,6 +339,17 @@ func (cl *attachClient) end() {
 	cl.cond.Signal()
 }
 
+// writePiece is how much output is written to a client between two progress signals.
+const writePiece = 32 << 10
+
+// progress wakes an output copier waiting for room in this client's backlog.
+func (cl *attachClient) progress() {
+	select {
+	case cl.drained <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
 // writeLoop writes queued frames to the connection until the client is killed or ended.
 func (cl *attachClient) writeLoop() {
 	var out []byte
@@ -316,12 +365,20 @@ func (cl *attachClient) writeLoop() {
 		last := len(cl.buf) == 0 // then ending is set
 		out, cl.buf = cl.buf, out[:0]
 		cl.mu.Unlock()
+		cl.progress()
 		if last {
 			out = appendFrame(out, frameEnd, nil)
 		}
-		if _, err := cl.conn.Write(out); err != nil {
-			cl.kill()
-			return
+		// In pieces, each one progress: a slow client that keeps reading is never taken
+		// for a stuck one, however long the whole backlog takes it.
+		for rest := out; len(rest) > 0; {
+			n := min(len(rest), writePiece)
+			if _, err := cl.conn.Write(rest[:n]); err != nil {
+				cl.kill()
+				return
+			}
+			rest = rest[n:]
+			cl.progress()
 		}
 		if cap(out) > keptClientBuffer {
 			out = nil // a burst is over: do not keep its buffer for the attachment's life

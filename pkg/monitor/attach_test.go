@@ -315,3 +315,46 @@ func TestAttachEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// slowWriter takes output at a bounded pace, like a client on a slow link.
+type slowWriter struct{ n int }
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(2 * time.Millisecond)
+	w.n += len(p)
+	return len(p), nil
+}
+
+// TestAttachSlowClientThrottles: a client that reads slower than the container writes, but
+// keeps reading, slows the container down instead of being dropped, and gets everything.
+func TestAttachSlowClientThrottles(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, c, _ := startMonitor(t, ctx)
+	logPath := filepath.Join(dir, "c.log")
+	const total = 4 << 20 // four times the backlog a client may have
+	if _, err := c.Create(ctx, "c", CreateOptions{LogPath: logPath, Config: config("sh", "-c", "head -c 4194304 /dev/zero | tr '\\0' x")}); err != nil {
+		t.Fatal(err)
+	}
+	slow, err := c.Attach(ctx, "c", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := c.Start(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	var sink slowWriter
+	if err := slow.CopyOutput(&sink, nil); err != nil {
+		t.Fatalf("slow client: %v after %d bytes", err, sink.n)
+	}
+	if sink.n != total {
+		t.Errorf("slow client got %d bytes, want %d", sink.n, total)
+	}
+	if _, err := c.Wait(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(logStreams(t, logPath)["stdout"]); n != total {
+		t.Errorf("log holds %d bytes, want %d", n, total)
+	}
+}
