@@ -1,4 +1,5 @@
-// Command cri-mini-monitor is the per-pod monitor, container init and exec helper without
+// Command cri-mini-monitor is the per-pod monitor, container init, exec helper and pod init
+// (pause) without
 // the daemon: the same code as `cri-mini monitor|init|exec-helper`, linked without gRPC,
 // protobuf, the CRI types, the image and CNI libraries. Go runs the init of every linked
 // package and keeps their tables for the life of the process, and a monitor lives as long
@@ -36,9 +37,11 @@ func main() {
 		os.Exit(runtime.InitMain())
 	case runtime.ExecHelperCommand:
 		os.Exit(runtime.ExecHelperMain())
+	case runtime.PauseCommand:
+		os.Exit(runtime.PauseMain())
 	default:
-		fmt.Fprintf(os.Stderr, "cri-mini-monitor: started by cri-mini only (subcommands monitor, %s, %s)\n",
-			runtime.InitCommand, runtime.ExecHelperCommand)
+		fmt.Fprintf(os.Stderr, "cri-mini-monitor: started by cri-mini only (subcommands monitor, %s, %s, %s)\n",
+			runtime.InitCommand, runtime.ExecHelperCommand, runtime.PauseCommand)
 		os.Exit(2)
 	}
 }

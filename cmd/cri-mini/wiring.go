@@ -67,7 +67,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	// manager, which is built after it (it needs the sandboxes): they only run on RPCs,
 	// once both exist.
 	cgm := cgroups.New()
-	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm)
+	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm, findMonitorBinary())
 	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
 		StateDir: cfg.State,
 		RootDir:  cfg.Root,

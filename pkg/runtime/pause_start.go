@@ -17,15 +17,12 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/ns"
 )
 
-// PauseExe returns a sealed copy of this binary to start pause processes from. The copy is
-// what /proc/1/exe shows inside a shared-PID pod, for as long as the pod lives, so it must
-// be one nothing can write through (CVE-2019-5736, see sealedSelf). One copy serves every
-// pause its owner starts: each pause maps it instead of holding a copy of its own.
-func PauseExe() (*os.File, error) { return sealedSelf() }
-
 // PauseOptions describe one pod init.
 type PauseOptions struct {
-	// Exe is the sealed binary (PauseExe); the caller keeps it open.
+	// Exe is a sealed copy of a binary with the pause subcommand (SealedExecutable): it is
+	// what /proc/1/exe shows inside a shared-PID pod for the pod's life, so it must be one
+	// nothing can write through (CVE-2019-5736, see sealedSelf). One copy serves every pause
+	// its owner starts; the caller keeps it open.
 	Exe *os.File
 	// NS are the pod's namespaces to join; the PID namespace is always a new one.
 	NS ns.Paths
@@ -139,7 +136,9 @@ func StopPause(ctx context.Context, pidfd int, grace time.Duration) error {
 	deadline := time.Now().Add(grace)
 	for {
 		sig := unix.SIGTERM
-		wait := 100 * time.Millisecond
+		// A pause still starting has no handler yet, and as its namespace's PID 1 it drops a
+		// signal it does not handle: send SIGTERM again soon.
+		wait := 10 * time.Millisecond
 		if !time.Now().Before(deadline) {
 			sig, wait = unix.SIGKILL, 10*time.Second
 		}

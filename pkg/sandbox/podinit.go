@@ -37,6 +37,9 @@ func podInitCgroup(sb *Sandbox) string { return path.Join(sb.CgroupParent, "pod-
 type PodInits struct {
 	dir string
 	cgm *cgroups.Manager
+	// binary is the program with the pause subcommand to run (the lean monitor binary,
+	// whose start is quicker and whose memory smaller); "" is this executable.
+	binary string
 
 	mu  sync.Mutex
 	exe *os.File // sealed binary shared by every init this daemon run starts
@@ -45,12 +48,13 @@ type PodInits struct {
 	recs map[string]podInitRecord
 }
 
-// NewPodInits records pod inits under dir (volatile: /run/...).
-func NewPodInits(dir string, cgm *cgroups.Manager) *PodInits {
+// NewPodInits records pod inits under dir (volatile: /run/...) and runs them from binary
+// ("" is this executable), which must have the pause subcommand.
+func NewPodInits(dir string, cgm *cgroups.Manager, binary string) *PodInits {
 	if cgm == nil {
 		cgm = cgroups.New()
 	}
-	return &PodInits{dir: dir, cgm: cgm, recs: map[string]podInitRecord{}}
+	return &PodInits{dir: dir, cgm: cgm, binary: binary, recs: map[string]podInitRecord{}}
 }
 
 // Close releases the sealed binary; running inits keep their mapping of it.
@@ -120,7 +124,7 @@ func (p *PodInits) sealedExe() (*os.File, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.exe == nil {
-		exe, err := runtime.PauseExe()
+		exe, err := runtime.SealedExecutable(p.binary)
 		if err != nil {
 			return nil, fmt.Errorf("pod init binary: %w", err)
 		}

@@ -72,7 +72,7 @@ func TestPodInit(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "inits")
-	inits := sandbox.NewPodInits(dir, e.cg)
+	inits := sandbox.NewPodInits(dir, e.cg, "")
 	t.Cleanup(inits.Close)
 	opts := e.opts
 	opts.Hooks.StartPodInit, opts.Hooks.StopPodInit = inits.Start, inits.Stop
@@ -154,7 +154,7 @@ func TestPodInit(t *testing.T) {
 		}
 	}
 	// A second PodInits over the same records is what a restarted daemon has.
-	restarted := sandbox.NewPodInits(dir, e.cg)
+	restarted := sandbox.NewPodInits(dir, e.cg, "")
 	if got := restarted.Pid(sb.ID); got != pid {
 		t.Errorf("after a restart Pid = %d, want %d", got, pid)
 	}
@@ -248,7 +248,7 @@ func BenchmarkPodInit(b *testing.B) {
 	ctx := context.Background()
 	for _, mode := range []sandbox.NamespaceMode{sandbox.ModeContainer, sandbox.ModePod} {
 		b.Run(mode.String(), func(b *testing.B) {
-			inits := sandbox.NewPodInits(filepath.Join(b.TempDir(), "inits"), e.cg)
+			inits := sandbox.NewPodInits(filepath.Join(b.TempDir(), "inits"), e.cg, "")
 			defer inits.Close()
 			opts := e.opts
 			opts.Hooks.StartPodInit, opts.Hooks.StopPodInit = inits.Start, inits.Stop
