@@ -137,7 +137,7 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 			Resources:         &specs.LinuxResources{Devices: rules},
 			MaskedPaths:       DefaultMaskedPaths(),
 			ReadonlyPaths:     DefaultReadonlyPaths(),
-			RootfsPropagation: "rslave",
+			RootfsPropagation: rootfsPropagation(o.Container.Mounts),
 		},
 	}
 	if err := applySecurity(s, o.Security); err != nil {
@@ -247,4 +247,17 @@ func linuxDevices(devs []Device) ([]specs.LinuxDevice, []specs.LinuxDeviceCgroup
 		})
 	}
 	return out, rules, nil
+}
+
+// rootfsPropagation is what the init makes of "/" before it builds the rootfs: rslave, so that
+// nothing mounted in the container reaches the host, unless a mount asks for bidirectional
+// propagation. That mount must stay in its host peer group, which a slave copy would leave,
+// so "/" is then rshared (as containerd asks runc to do).
+func rootfsPropagation(mounts []Mount) string {
+	for _, m := range mounts {
+		if m.Propagation == PropagationBidirectional {
+			return "rshared"
+		}
+	}
+	return "rslave"
 }

@@ -162,3 +162,34 @@ func TestResolveUser(t *testing.T) {
 		})
 	}
 }
+
+// TestRootfsPropagation: "/" stays a slave of the host unless a mount asks for bidirectional
+// propagation, which needs its host peer group kept.
+func TestRootfsPropagation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mounts []runtime.Mount
+		want   string
+	}{
+		{"no mounts", nil, "rslave"},
+		{"private and host-to-container", []runtime.Mount{
+			{ContainerPath: "/a", HostPath: "/a"},
+			{ContainerPath: "/b", HostPath: "/b", Propagation: runtime.PropagationHostToContainer},
+		}, "rslave"},
+		{"one bidirectional", []runtime.Mount{
+			{ContainerPath: "/a", HostPath: "/a"},
+			{ContainerPath: "/c", HostPath: "/c", Propagation: runtime.PropagationBidirectional},
+		}, "rshared"},
+	} {
+		s, err := runtime.BuildSpec(runtime.SpecOptions{
+			Container: runtime.ContainerConfig{Command: []string{"sh"}, Mounts: tc.mounts},
+			Rootfs:    "/r",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Linux.RootfsPropagation != tc.want {
+			t.Errorf("%s: rootfs propagation %q, want %q", tc.name, s.Linux.RootfsPropagation, tc.want)
+		}
+	}
+}
