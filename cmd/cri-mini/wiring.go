@@ -13,6 +13,7 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/container"
 	"github.com/cri-mini/cri-mini/pkg/cri"
 	"github.com/cri-mini/cri-mini/pkg/image"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 	"github.com/cri-mini/cri-mini/pkg/store"
 	"github.com/cri-mini/cri-mini/pkg/streaming"
@@ -20,15 +21,17 @@ import (
 
 // daemon holds the services wired together for one run of the daemon.
 type daemon struct {
-	db     *store.DB
-	cni    *cni.Network
-	pods   *sandbox.Manager
-	inits  *sandbox.PodInits
-	ctrs   *container.Manager
-	images *image.Service
-	admin  *adminServer
-	stream *streaming.Server
-	server *cri.Server
+	db    *store.DB
+	cni   *cni.Network
+	pods  *sandbox.Manager
+	inits *sandbox.PodInits
+	// monitorBin is the sealed copy of the monitor binary shared by monitors and pod inits.
+	monitorBin *runtime.SealedBinary
+	ctrs       *container.Manager
+	images     *image.Service
+	admin      *adminServer
+	stream     *streaming.Server
+	server     *cri.Server
 }
 
 // newDaemon opens the stores and builds every service. It is the only place where the
@@ -67,7 +70,9 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	// manager, which is built after it (it needs the sandboxes): they only run on RPCs,
 	// once both exist.
 	cgm := cgroups.New()
-	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm, findMonitorBinary())
+	// One sealed copy of the lean binary serves monitors, their spawns and pod inits.
+	d.monitorBin = runtime.NewSealedBinary(findMonitorBinary())
+	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm, d.monitorBin)
 	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
 		StateDir: cfg.State,
 		RootDir:  cfg.Root,
@@ -109,7 +114,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		StateDir:      filepath.Join(cfg.State, "mon"), // short: monitor sockets live below
 		MonitorLogDir: filepath.Join(cfg.State, "monitor-logs"),
 		MonitorCgroup: "/cri-mini-monitors",
-		MonitorBinary: findMonitorBinary(),
+		MonitorBinary: d.monitorBin,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load containers: %w", err)
@@ -156,9 +161,9 @@ func (d *daemon) close() error {
 	if d.images != nil {
 		d.images.Close()
 	}
-	// Pod inits keep running; only the sealed binary they were started from is released.
-	if d.inits != nil {
-		d.inits.Close()
+	// Monitors and pod inits keep running; only this run's copy of their binary is released.
+	if d.monitorBin != nil {
+		d.monitorBin.Close()
 	}
 	if d.db != nil {
 		errs = append(errs, d.db.Close())

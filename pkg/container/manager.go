@@ -16,6 +16,7 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/image"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 	"github.com/cri-mini/cri-mini/pkg/store"
 )
@@ -55,10 +56,12 @@ type Options struct {
 	// this executable's "monitor" subcommand.
 	MonitorExe  string
 	MonitorArgs []string
-	// MonitorBinary, used when MonitorExe is empty, is the binary monitors run from, copied
-	// once into a sealed memfd (cri-mini-monitor: the monitor, init and exec helper without
-	// the daemon's packages, a third of the memory per pod); empty means this executable.
-	MonitorBinary string
+	// MonitorBinary, used when MonitorExe is empty, is the sealed copy of the binary monitors
+	// run from (cri-mini-monitor: the monitor, init and exec helper without the daemon's
+	// packages, a third of the memory per pod); nil means this executable. Every monitor,
+	// and each monitor's container inits and exec helpers, run from that one copy instead of
+	// copying the binary per spawn. The caller owns it (the pod inits share it).
+	MonitorBinary *runtime.SealedBinary
 	// MonitorCgroup, when set, is the cgroup (created if missing, shared by all monitors)
 	// the monitors are moved into, so that they are not in the daemon's: a restart of the
 	// daemon's service kills everything in its cgroup, and monitors must outlive it.
@@ -75,11 +78,10 @@ type Manager struct {
 
 	mu    sync.RWMutex
 	byID  map[string]*entry
-	names map[string]string // nameKey → container ID, including containers being created
-	pods  map[string]*pod   // pod sandbox ID → its monitor
-	stats statsState        // CPU samples and writable layer cache (stats.go)
-	exe   sealedExe         // the binary monitors run from (exe.go)
-	self  sealedExe         // this binary, for exec helpers (exe.go)
+	names map[string]string     // nameKey → container ID, including containers being created
+	pods  map[string]*pod       // pod sandbox ID → its monitor
+	stats statsState            // CPU samples and writable layer cache (stats.go)
+	self  *runtime.SealedBinary // this binary, for exec helpers (exe.go)
 
 	// ctx ends the background watchers when the manager closes.
 	ctx    context.Context
@@ -121,7 +123,11 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	if o.CleanupTimeout == 0 {
 		o.CleanupTimeout = time.Minute
 	}
-	m := &Manager{o: o, byID: map[string]*entry{}, names: map[string]string{}, pods: map[string]*pod{}}
+	self := runtime.NewSealedBinary("")
+	if o.MonitorBinary == nil {
+		o.MonitorBinary = self
+	}
+	m := &Manager{o: o, byID: map[string]*entry{}, names: map[string]string{}, pods: map[string]*pod{}, self: self}
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := m.recover(ctx); err != nil {
 		m.Close()
@@ -140,8 +146,7 @@ func (m *Manager) Close() {
 	for _, p := range m.pods {
 		p.close()
 	}
-	m.exe.close()
-	m.self.close()
+	m.self.Close()
 }
 
 func newID() (string, error) {

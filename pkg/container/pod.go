@@ -68,7 +68,7 @@ func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Cli
 		Dir:   p.dir,
 	}
 	if m.o.MonitorExe == "" {
-		f, err := m.exe.get(m.o.MonitorBinary)
+		f, err := m.o.MonitorBinary.Get()
 		if err != nil {
 			return nil, "", fmt.Errorf("launch monitor of pod %s: %w", podID, err)
 		}

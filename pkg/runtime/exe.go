@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,4 +84,44 @@ func sealedCopy(src *os.File) (_ *os.File, retErr error) {
 		return nil, fmt.Errorf("seal binary copy: %w", err)
 	}
 	return f, nil
+}
+
+// SealedBinary is one sealed copy (SealedExecutable) of a binary, made on first use and kept
+// for the owner's life: every process started from it maps the same pages instead of a copy
+// of its own. Processes started by an earlier owner keep their copy alive until they exit.
+// Safe for concurrent use.
+type SealedBinary struct {
+	path string // "" is this executable
+
+	mu sync.Mutex
+	f  *os.File
+}
+
+// NewSealedBinary returns the lazily made sealed copy of path ("" is this executable).
+func NewSealedBinary(path string) *SealedBinary { return &SealedBinary{path: path} }
+
+// Get returns the sealed copy, making it on the first call. A failure is not kept: the next
+// call tries again. The caller must not close the file.
+func (b *SealedBinary) Get() (*os.File, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.f != nil {
+		return b.f, nil
+	}
+	f, err := SealedExecutable(b.path)
+	if err != nil {
+		return nil, err
+	}
+	b.f = f
+	return f, nil
+}
+
+// Close releases the copy; processes started from it keep their mapping.
+func (b *SealedBinary) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.f != nil {
+		_ = b.f.Close()
+		b.f = nil
+	}
 }

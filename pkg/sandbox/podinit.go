@@ -37,34 +37,27 @@ func podInitCgroup(sb *Sandbox) string { return path.Join(sb.CgroupParent, "pod-
 type PodInits struct {
 	dir string
 	cgm *cgroups.Manager
-	// binary is the program with the pause subcommand to run (the lean monitor binary,
-	// whose start is quicker and whose memory smaller); "" is this executable.
-	binary string
+	// binary is the sealed copy of the program with the pause subcommand (the lean monitor
+	// binary, whose start is quicker and whose memory smaller), shared by every init this
+	// daemon run starts.
+	binary *runtime.SealedBinary
 
-	mu  sync.Mutex
-	exe *os.File // sealed binary shared by every init this daemon run starts
+	mu sync.Mutex
 	// recs caches the records, so that status queries read no file once an init is known
 	// (after a restart each record is read once, on first use).
 	recs map[string]podInitRecord
 }
 
 // NewPodInits records pod inits under dir (volatile: /run/...) and runs them from binary
-// ("" is this executable), which must have the pause subcommand.
-func NewPodInits(dir string, cgm *cgroups.Manager, binary string) *PodInits {
+// (nil is this executable), which must have the pause subcommand. The caller owns binary.
+func NewPodInits(dir string, cgm *cgroups.Manager, binary *runtime.SealedBinary) *PodInits {
 	if cgm == nil {
 		cgm = cgroups.New()
 	}
-	return &PodInits{dir: dir, cgm: cgm, binary: binary, recs: map[string]podInitRecord{}}
-}
-
-// Close releases the sealed binary; running inits keep their mapping of it.
-func (p *PodInits) Close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exe != nil {
-		_ = p.exe.Close()
-		p.exe = nil
+	if binary == nil {
+		binary = runtime.NewSealedBinary("")
 	}
+	return &PodInits{dir: dir, cgm: cgm, binary: binary, recs: map[string]podInitRecord{}}
 }
 
 func (p *PodInits) record(id string) string { return filepath.Join(p.dir, id+".json") }
@@ -80,9 +73,9 @@ func (p *PodInits) Start(ctx context.Context, sb *Sandbox) (retErr error) {
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return fmt.Errorf("create pod init dir: %w", err)
 	}
-	exe, err := p.sealedExe()
+	exe, err := p.binary.Get()
 	if err != nil {
-		return err
+		return fmt.Errorf("pod init binary: %w", err)
 	}
 	cg := podInitCgroup(sb)
 	if _, err := p.cgm.Create(cg, nil); err != nil {
@@ -118,19 +111,6 @@ func (p *PodInits) Start(ctx context.Context, sb *Sandbox) (retErr error) {
 	go func() { _, _ = proc.Wait() }()
 	klog.FromContext(ctx).V(2).Info("Pod init started", "podSandboxID", sb.ID, "pid", pp.Pid)
 	return nil
-}
-
-func (p *PodInits) sealedExe() (*os.File, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exe == nil {
-		exe, err := runtime.SealedExecutable(p.binary)
-		if err != nil {
-			return nil, fmt.Errorf("pod init binary: %w", err)
-		}
-		p.exe = exe
-	}
-	return p.exe, nil
 }
 
 // Stop stops the init of sandbox id (the kernel then kills anything left in its PID

@@ -72,8 +72,9 @@ func TestPodInit(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "inits")
-	inits := sandbox.NewPodInits(dir, e.cg, "")
-	t.Cleanup(inits.Close)
+	bin := ctrruntime.NewSealedBinary("")
+	t.Cleanup(bin.Close)
+	inits := sandbox.NewPodInits(dir, e.cg, bin)
 	opts := e.opts
 	opts.Hooks.StartPodInit, opts.Hooks.StopPodInit = inits.Start, inits.Stop
 	m, err := sandbox.NewManager(ctx, opts)
@@ -154,7 +155,7 @@ func TestPodInit(t *testing.T) {
 		}
 	}
 	// A second PodInits over the same records is what a restarted daemon has.
-	restarted := sandbox.NewPodInits(dir, e.cg, "")
+	restarted := sandbox.NewPodInits(dir, e.cg, bin)
 	if got := restarted.Pid(sb.ID); got != pid {
 		t.Errorf("after a restart Pid = %d, want %d", got, pid)
 	}
@@ -248,8 +249,9 @@ func BenchmarkPodInit(b *testing.B) {
 	ctx := context.Background()
 	for _, mode := range []sandbox.NamespaceMode{sandbox.ModeContainer, sandbox.ModePod} {
 		b.Run(mode.String(), func(b *testing.B) {
-			inits := sandbox.NewPodInits(filepath.Join(b.TempDir(), "inits"), e.cg, "")
-			defer inits.Close()
+			bin := ctrruntime.NewSealedBinary("")
+			defer bin.Close()
+			inits := sandbox.NewPodInits(filepath.Join(b.TempDir(), "inits"), e.cg, bin)
 			opts := e.opts
 			opts.Hooks.StartPodInit, opts.Hooks.StopPodInit = inits.Start, inits.Stop
 			m, err := sandbox.NewManager(ctx, opts)
