@@ -6,6 +6,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/seccomp"
 	"github.com/cri-mini/cri-mini/pkg/store"
 )
@@ -18,7 +19,7 @@ func setSeccomp(spec *specs.Spec, cfg Config) error {
 	if cfg.Seccomp == nil || spec.Linux == nil {
 		return nil
 	}
-	caps := seccomp.DefaultCapabilities()
+	caps := runtime.DefaultCapabilities()
 	if p := spec.Process; p != nil && p.Capabilities != nil {
 		caps = p.Capabilities.Bounding
 	}

@@ -17,7 +17,6 @@ type insn struct {
 	code   uint16
 	k      uint32
 	jt, jf label // conditional jumps
-	ja     label // unconditional jump
 	mark   label // >= 0: not an instruction, marks where this label is
 }
 
@@ -51,10 +50,6 @@ func (a *assembler) ret(k uint32) {
 // jump emits "if A <op> k goto jt else goto jf"; op is BPF_JEQ, BPF_JGT or BPF_JGE.
 func (a *assembler) jump(op uint16, k uint32, jt, jf label) {
 	a.prog = append(a.prog, insn{code: unix.BPF_JMP | op | unix.BPF_K, k: k, jt: jt, jf: jf, mark: next})
-}
-
-func (a *assembler) jumpTo(l label) {
-	a.prog = append(a.prog, insn{code: unix.BPF_JMP | unix.BPF_JA, ja: l, mark: next})
 }
 
 func isCond(in insn) bool {
@@ -156,12 +151,6 @@ func (a *assembler) emit(pos, where []int, longT, longF []bool) ([]unix.SockFilt
 			f.Jt, f.Jf = uint8(jt), uint8(jf)
 			out = append(out, f)
 			out = append(out, tramp...)
-		case in.code == unix.BPF_JMP|unix.BPF_JA:
-			d := dist(pos[i], where, in.ja)
-			if d < 0 {
-				return nil, fmt.Errorf("internal error: backward jump at %d", pos[i])
-			}
-			out = append(out, unix.SockFilter{Code: in.code, K: uint32(d)})
 		default:
 			out = append(out, unix.SockFilter{Code: in.code, K: in.k})
 		}

@@ -46,17 +46,6 @@ func ParseProfilePath(s string) (Profile, error) {
 	return Profile{}, fmt.Errorf("%w: unknown profile %q", ErrInvalidProfile, s)
 }
 
-// DefaultCapabilities is the capability set of a container that asks for no change
-// (containerd's and Docker's): the RuntimeDefault rules that depend on capabilities are
-// chosen with it when a spec has no capability set of its own.
-func DefaultCapabilities() []string {
-	return []string{
-		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-		"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-	}
-}
-
 // Resolve turns a profile choice into the OCI profile to install, nil for Unconfined.
 // bounding is the container's bounding capability set: Docker's profile format allows a
 // rule only for containers holding some capabilities (includes.caps) or lacking them

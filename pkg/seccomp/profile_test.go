@@ -32,7 +32,7 @@ func TestParseProfilePath(t *testing.T) {
 // TestRuntimeDefault runs the default profile: what containerd and Docker allow and deny,
 // including the rules that depend on the container's capabilities.
 func TestRuntimeDefault(t *testing.T) {
-	withAdmin := append(DefaultCapabilities(), "CAP_SYS_ADMIN")
+	withAdmin := append(defaultCaps(), "CAP_SYS_ADMIN")
 	for _, goarch := range []string{"amd64", "arm64"} {
 		native, _, _ := abis(goarch)
 		for _, tc := range []struct {
@@ -42,15 +42,15 @@ func TestRuntimeDefault(t *testing.T) {
 			args [6]uint64
 			want uint32
 		}{
-			{"read", DefaultCapabilities(), "read", [6]uint64{}, retAllow},
-			{"unshare", DefaultCapabilities(), "unshare", [6]uint64{unix.CLONE_NEWNS}, retEPERM},
-			{"mount", DefaultCapabilities(), "mount", [6]uint64{}, retEPERM},
+			{"read", defaultCaps(), "read", [6]uint64{}, retAllow},
+			{"unshare", defaultCaps(), "unshare", [6]uint64{unix.CLONE_NEWNS}, retEPERM},
+			{"mount", defaultCaps(), "mount", [6]uint64{}, retEPERM},
 			{"unshare with SYS_ADMIN", withAdmin, "unshare", [6]uint64{unix.CLONE_NEWNS}, retAllow},
 			{"mount with SYS_ADMIN", withAdmin, "mount", [6]uint64{}, retAllow},
-			{"clone3", DefaultCapabilities(), "clone3", [6]uint64{}, unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
-			{"personality linux", DefaultCapabilities(), "personality", [6]uint64{0}, retAllow},
-			{"personality other", DefaultCapabilities(), "personality", [6]uint64{1}, retEPERM},
-			{"reboot", DefaultCapabilities(), "reboot", [6]uint64{}, retEPERM},
+			{"clone3", defaultCaps(), "clone3", [6]uint64{}, unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)},
+			{"personality linux", defaultCaps(), "personality", [6]uint64{0}, retAllow},
+			{"personality other", defaultCaps(), "personality", [6]uint64{1}, retEPERM},
+			{"reboot", defaultCaps(), "reboot", [6]uint64{}, retEPERM},
 		} {
 			t.Run(goarch+"/"+tc.name, func(t *testing.T) {
 				prof, err := Resolve(Profile{Kind: RuntimeDefault}, tc.caps)
@@ -94,7 +94,7 @@ func TestResolveLocalhost(t *testing.T) {
 		{"bad action", badAction, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Resolve(Profile{Kind: Localhost, Path: tc.path}, DefaultCapabilities())
+			got, err := Resolve(Profile{Kind: Localhost, Path: tc.path}, defaultCaps())
 			if tc.invalid {
 				if !errors.Is(err, ErrInvalidProfile) {
 					t.Fatalf("got %v, want ErrInvalidProfile", err)
@@ -115,7 +115,7 @@ func TestResolveLocalhost(t *testing.T) {
 }
 
 func BenchmarkCompileRuntimeDefault(b *testing.B) {
-	prof, err := Resolve(Profile{Kind: RuntimeDefault}, DefaultCapabilities())
+	prof, err := Resolve(Profile{Kind: RuntimeDefault}, defaultCaps())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func BenchmarkCompileRuntimeDefault(b *testing.B) {
 
 func BenchmarkResolveAndCompileRuntimeDefault(b *testing.B) {
 	for b.Loop() {
-		prof, err := Resolve(Profile{Kind: RuntimeDefault}, DefaultCapabilities())
+		prof, err := Resolve(Profile{Kind: RuntimeDefault}, defaultCaps())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -146,7 +146,7 @@ func BenchmarkResolveAndCompileRuntimeDefault(b *testing.B) {
 // x86_64 call numbers 0-449, in the interpreter (the kernel JIT-compiles it, so this only
 // compares programs).
 func BenchmarkRunRuntimeDefault(b *testing.B) {
-	prof, err := Resolve(Profile{Kind: RuntimeDefault}, DefaultCapabilities())
+	prof, err := Resolve(Profile{Kind: RuntimeDefault}, defaultCaps())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func reference(t *testing.T, b abi, s *specs.LinuxSeccomp, c call) uint32 {
 func TestCompileMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, goarch := range []string{"amd64", "arm64"} {
-		prof, err := Resolve(Profile{Kind: RuntimeDefault}, DefaultCapabilities())
+		prof, err := Resolve(Profile{Kind: RuntimeDefault}, defaultCaps())
 		if err != nil {
 			t.Fatal(err)
 		}
