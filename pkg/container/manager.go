@@ -76,12 +76,12 @@ type Options struct {
 type Manager struct {
 	o Options
 
-	mu    sync.RWMutex
-	byID  map[string]*entry
-	names map[string]string     // nameKey → container ID, including containers being created
-	pods  map[string]*pod       // pod sandbox ID → its monitor
-	stats statsState            // CPU samples and writable layer cache (stats.go)
-	self  *runtime.SealedBinary // this binary, for exec helpers (exe.go)
+	mu        sync.RWMutex
+	byID      map[string]*entry
+	names     map[string]string     // nameKey → container ID, including containers being created
+	pods      map[string]*pod       // pod sandbox ID → its monitor
+	stats     statsState            // CPU samples and writable layer cache (stats.go)
+	ownBinary *runtime.SealedBinary // the copy of this executable made when Options has none
 
 	// ctx ends the background watchers when the manager closes.
 	ctx    context.Context
@@ -123,11 +123,11 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	if o.CleanupTimeout == 0 {
 		o.CleanupTimeout = time.Minute
 	}
-	self := runtime.NewSealedBinary("")
-	if o.MonitorBinary == nil {
-		o.MonitorBinary = self
+	m := &Manager{o: o, byID: map[string]*entry{}, names: map[string]string{}, pods: map[string]*pod{}}
+	if m.o.MonitorBinary == nil {
+		m.ownBinary = runtime.NewSealedBinary("")
+		m.o.MonitorBinary = m.ownBinary
 	}
-	m := &Manager{o: o, byID: map[string]*entry{}, names: map[string]string{}, pods: map[string]*pod{}, self: self}
 	m.ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := m.recover(ctx); err != nil {
 		m.Close()
@@ -141,12 +141,19 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 func (m *Manager) Close() {
 	m.cancel()
 	m.wg.Wait()
+	// Not under m.mu: shutdownMonitor takes a pod's lock, then m.mu.
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	pods := make([]*pod, 0, len(m.pods))
 	for _, p := range m.pods {
+		pods = append(pods, p)
+	}
+	m.mu.Unlock()
+	for _, p := range pods {
 		p.close()
 	}
-	m.self.Close()
+	if m.ownBinary != nil {
+		m.ownBinary.Close()
+	}
 }
 
 func newID() (string, error) {
@@ -389,11 +396,5 @@ func (m *Manager) reconcile(ctx context.Context, e *entry, states map[string]mon
 			return
 		}
 	}
-	var recp *monitor.ExitRecord
-	if rec, err := monitor.ReadExit(monitor.ContainerDir(c.MonitorDir, c.ID)); err == nil {
-		recp = &rec
-	}
-	if err := m.markExited(ctx, e, recp); err != nil {
-		klog.FromContext(ctx).Error(err, "Recording container exit", "containerID", c.ID)
-	}
+	m.exitFromDisk(ctx, e)
 }

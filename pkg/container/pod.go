@@ -265,6 +265,6 @@ func (m *Manager) exitFromDisk(ctx context.Context, e *entry) {
 		recp = &rec
 	}
 	if err := m.markExited(ctx, e, recp); err != nil {
-		klog.FromContext(ctx).Error(err, "Recording container exit")
+		klog.FromContext(ctx).Error(err, "Recording container exit", "containerID", c.ID)
 	}
 }

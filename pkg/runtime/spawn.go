@@ -210,6 +210,7 @@ func (p *Process) waitReady(ctx context.Context) error {
 // result; the first one reaps the process.
 func (p *Process) Wait() (ExitStatus, error) {
 	p.once.Do(func() {
+		defer close(p.done)
 		err := p.cmd.Wait()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
@@ -218,7 +219,6 @@ func (p *Process) Wait() (ExitStatus, error) {
 		// No state when another waiter reaped it first (ECHILD): the monitor reaps every
 		// child with wait4(-1), and a failed create's Wait can lose that race.
 		if p.cmd.ProcessState == nil {
-			close(p.done)
 			return
 		}
 		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
@@ -228,7 +228,6 @@ func (p *Process) Wait() (ExitStatus, error) {
 				p.exit = ExitStatus{Code: ws.ExitStatus()}
 			}
 		}
-		close(p.done)
 	})
 	return p.exit, p.werr
 }

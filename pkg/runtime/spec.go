@@ -135,8 +135,6 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 			Namespaces:        namespaces(o),
 			Devices:           devices,
 			Resources:         &specs.LinuxResources{Devices: rules},
-			MaskedPaths:       DefaultMaskedPaths(),
-			ReadonlyPaths:     DefaultReadonlyPaths(),
 			RootfsPropagation: rootfsPropagation(o.Container.Mounts),
 		},
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	utilexec "k8s.io/utils/exec"
@@ -14,9 +13,6 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 	"github.com/cri-mini/cri-mini/pkg/store"
 )
-
-// errDeadline is what a read interrupted by a deadline returns.
-var errDeadline = os.ErrDeadlineExceeded
 
 // Execer runs exec sessions; *container.Manager is one.
 type Execer interface {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -214,7 +215,7 @@ type watchedConn struct {
 
 func (c *watchedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if err != nil && !errors.Is(err, errDeadline) {
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		c.end()
 	}
 	return n, err
