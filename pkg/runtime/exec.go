@@ -223,7 +223,7 @@ func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manage
 		_ = p.sync.Close()
 		p.sync = nil
 	}()
-	m, err := readMsg(p.dec)
+	m, err := p.readMsg(ctx)
 	switch {
 	case errors.Is(err, errChildGone):
 		klog.FromContext(ctx).V(4).Info("Exec started", "pid", p.Pid, "containerPid", pid)

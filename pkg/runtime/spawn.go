@@ -173,8 +173,10 @@ func childCmd(o spawnOptions, files []*os.File) (*exec.Cmd, *os.File, error) {
 	return cmd, f, nil
 }
 
-// waitReady waits for the child's ready message, killing the child if ctx ends first.
-func (p *Process) waitReady(ctx context.Context) error {
+// readMsg reads the child's next sync message. If ctx ends first the child is killed (a
+// child stuck in its setup, on a hung mount say, must not hold the caller forever) and the
+// error wraps ctx's.
+func (p *Process) readMsg(ctx context.Context) (message, error) {
 	type result struct {
 		m   message
 		err error
@@ -184,24 +186,31 @@ func (p *Process) waitReady(ctx context.Context) error {
 		m, err := readMsg(p.dec)
 		ch <- result{m, err}
 	}()
-	var r result
 	select {
-	case r = <-ch:
+	case r := <-ch:
+		return r.m, r.err
 	case <-ctx.Done():
 		_ = p.cmd.Process.Kill()
 		<-ch
-		return fmt.Errorf("wait for container init: %w", ctx.Err())
+		return message{}, ctx.Err()
 	}
+}
+
+// waitReady waits for the child's ready message, killing the child if ctx ends first.
+func (p *Process) waitReady(ctx context.Context) error {
+	m, err := p.readMsg(ctx)
 	switch {
-	case errors.Is(r.err, errChildGone):
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return fmt.Errorf("wait for container init: %w", err)
+	case errors.Is(err, errChildGone):
 		st, _ := p.Wait()
 		return fmt.Errorf("container init exited during setup (code %d, signal %d)", st.Code, st.Signal)
-	case r.err != nil:
-		return r.err
-	case r.m.Type == msgError:
-		return fmt.Errorf("container init: %s", r.m.Error)
-	case r.m.Type != msgReady:
-		return fmt.Errorf("container init sent %q instead of ready", r.m.Type)
+	case err != nil:
+		return err
+	case m.Type == msgError:
+		return fmt.Errorf("container init: %s", m.Error)
+	case m.Type != msgReady:
+		return fmt.Errorf("container init sent %q instead of ready", m.Type)
 	}
 	return nil
 }
