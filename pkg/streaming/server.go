@@ -127,9 +127,14 @@ func (s *Server) Close(ctx context.Context, timeout time.Duration) error {
 // longer watches the connection, and the sessions must still learn that their client
 // went away.
 type connSet struct {
-	mu       sync.Mutex
-	conns    map[*watchedConn]struct{}
-	handlers sync.WaitGroup
+	mu    sync.Mutex
+	conns map[*watchedConn]struct{}
+	// Running handlers. Not a WaitGroup: a request on a connection accepted before the
+	// shutdown could Add while Close already waits, which a WaitGroup forbids. closing
+	// turns such late requests away instead; idle is closed when the last handler ends.
+	active  int
+	closing bool
+	idle    chan struct{}
 }
 
 func newConnSet() *connSet { return &connSet{conns: map[*watchedConn]struct{}{}} }
@@ -155,14 +160,32 @@ func (cs *connSet) connContext(ctx context.Context, c net.Conn) context.Context 
 
 func (cs *connSet) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cs.handlers.Add(1)
-		defer cs.handlers.Done()
+		cs.mu.Lock()
+		if cs.closing {
+			cs.mu.Unlock()
+			http.Error(w, "the streaming server is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		cs.active++
+		cs.mu.Unlock()
+		defer cs.handlerDone()
 		h.ServeHTTP(w, r)
 	})
 }
 
+func (cs *connSet) handlerDone() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.active--
+	if cs.active == 0 && cs.idle != nil {
+		close(cs.idle)
+		cs.idle = nil
+	}
+}
+
 func (cs *connSet) closeAll() {
 	cs.mu.Lock()
+	cs.closing = true
 	conns := make([]*watchedConn, 0, len(cs.conns))
 	for c := range cs.conns {
 		conns = append(conns, c)
@@ -175,8 +198,16 @@ func (cs *connSet) closeAll() {
 
 // wait waits for the running handlers, at most timeout; it reports whether they ended.
 func (cs *connSet) wait(timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() { cs.handlers.Wait(); close(done) }()
+	cs.mu.Lock()
+	if cs.active == 0 {
+		cs.mu.Unlock()
+		return true
+	}
+	if cs.idle == nil {
+		cs.idle = make(chan struct{})
+	}
+	done := cs.idle
+	cs.mu.Unlock()
 	select {
 	case <-done:
 		return true
