@@ -319,13 +319,11 @@ func (m *Manager) recover(ctx context.Context) error {
 		return err
 	}
 	states := map[string]map[string]monitor.ContainerState{} // pod → container → state
+	var creating []Container
 	for _, cp := range recs {
 		c := *cp
 		if c.State == StateCreating {
-			logger.Info("Cleaning up container whose creation was interrupted", "containerID", c.ID)
-			if err := m.cleanupCreating(ctx, &c); err != nil {
-				logger.Error(err, "Cleaning up interrupted container", "containerID", c.ID)
-			}
+			creating = append(creating, c)
 			continue
 		}
 		if _, ok := states[c.PodSandboxID]; !ok && (c.State == StateCreated || c.State == StateRunning) {
@@ -339,6 +337,15 @@ func (m *Manager) recover(ctx context.Context) error {
 		m.names[nameKey(c.PodSandboxID, c.Config.Name, c.Config.Attempt)] = c.ID
 		if e.get().State == StateRunning {
 			m.watch(e.get())
+		}
+	}
+	// After the others: their pass connects to each live monitor once, and these reuse
+	// that connection (a connection made here first would be replaced there and leak).
+	for i := range creating {
+		c := &creating[i]
+		logger.Info("Cleaning up container whose creation was interrupted", "containerID", c.ID)
+		if err := m.cleanupCreating(ctx, c); err != nil {
+			logger.Error(err, "Cleaning up interrupted container", "containerID", c.ID)
 		}
 	}
 	return nil
