@@ -63,13 +63,14 @@ func (s *Server) onExit(ctx context.Context, pid int, ws syscall.WaitStatus, at 
 // client can see "exited" without a durable record. Caller holds mu.
 func (s *Server) exitLocked(ctx context.Context, c *container, ws syscall.WaitStatus, at time.Time) {
 	rec := ExitFromWaitStatus(c.pid, ws, at)
-	if r, ok := c.proc.(OOMReporter); ok && r.OOMKilled() {
-		rec.OOMKilled = true
-	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		log := klog.FromContext(ctx).WithValues("containerID", c.id, "pid", c.pid)
+		// Here, not under mu: the OOM counter is a cgroup file read.
+		if r, ok := c.proc.(OOMReporter); ok && r.OOMKilled() {
+			rec.OOMKilled = true
+		}
 		drained := make(chan struct{})
 		go func() { c.copiers.Wait(); close(drained) }()
 		t := time.NewTimer(drainTimeout)
