@@ -82,10 +82,8 @@ func (s *Server) podStats(m ContainerManager, sb *sandbox.Sandbox) (*runtimeapi.
 	}
 	return &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{
-			Id: sb.ID,
-			Metadata: &runtimeapi.PodSandboxMetadata{
-				Name: sb.Config.Name, Namespace: sb.Config.Namespace, Uid: sb.Config.UID, Attempt: sb.Config.Attempt,
-			},
+			Id:          sb.ID,
+			Metadata:    podSandboxMetadata(&sb.Config),
 			Labels:      maps.Clone(sb.Config.Labels),
 			Annotations: maps.Clone(sb.Config.Annotations),
 		},

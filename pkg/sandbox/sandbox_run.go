@@ -311,10 +311,8 @@ func (m *Manager) cgroupShared(r *record) bool {
 // namespace), then the local state.
 func (m *Manager) teardown(ctx context.Context, r *record) error {
 	// The pod init goes first: it lives in the namespaces and the cgroup released below.
-	if h := m.o.Hooks.StopPodInit; h != nil && r.Config.PIDMode == ModePod {
-		if err := h(ctx, r.ID); err != nil {
-			return fmt.Errorf("stop pod init: %w", err)
-		}
+	if err := m.stopPodInit(ctx, r); err != nil {
+		return err
 	}
 	if err := m.releaseNetwork(ctx, r); err != nil {
 		return err

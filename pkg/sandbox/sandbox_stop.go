@@ -41,10 +41,8 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) error {
 			return fmt.Errorf("stop containers of sandbox %s: %w", r.ID, err)
 		}
 	}
-	if h := m.o.Hooks.StopPodInit; h != nil && r.Config.PIDMode == ModePod {
-		if err := h(ctx, r.ID); err != nil {
-			return fmt.Errorf("stop pod init of sandbox %s: %w", r.ID, err)
-		}
+	if err := m.stopPodInit(ctx, &r); err != nil {
+		return err
 	}
 	var errs []error
 	if r.NetworkAttached {
@@ -132,5 +130,15 @@ func (m *Manager) UpdateResources(ctx context.Context, idOrPrefix string, res *R
 		return err
 	}
 	klog.FromContext(ctx).V(2).Info("Pod sandbox resources updated", "podSandboxID", r.ID)
+	return nil
+}
+
+// stopPodInit stops the shared-PID init of a pod that has one (Hooks.StopPodInit).
+func (m *Manager) stopPodInit(ctx context.Context, r *record) error {
+	if h := m.o.Hooks.StopPodInit; h != nil && r.Config.PIDMode == ModePod {
+		if err := h(ctx, r.ID); err != nil {
+			return fmt.Errorf("stop pod init of sandbox %s: %w", r.ID, err)
+		}
+	}
 	return nil
 }
