@@ -1,7 +1,6 @@
 package container
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,13 +19,16 @@ func (m *Manager) killCgroup(p string) {
 	if err != nil {
 		return
 	}
+	// On v1 every hierarchy lists the same processes: each is killed once.
+	killed := map[int]bool{}
 	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		if errors.Is(err, os.ErrNotExist) || err != nil {
+		if err != nil {
 			continue
 		}
 		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 0 && !killed[pid] {
+				killed[pid] = true
 				_ = unix.Kill(pid, unix.SIGKILL)
 			}
 		}

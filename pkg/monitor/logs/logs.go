@@ -64,9 +64,6 @@ func openLog(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Path returns the path the file was opened at.
-func (l *File) Path() string { return l.path }
-
 // Reopen opens the path anew and switches to it. kubelet rotates a log by renaming the file
 // and then asking for a reopen: records written before the switch land in the renamed file,
 // records after it in the new one, and none is lost or written twice because the switch and
