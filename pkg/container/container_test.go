@@ -269,3 +269,21 @@ func TestRecover(t *testing.T) {
 		t.Errorf("second remove: %v, want not found", err)
 	}
 }
+
+// TestOrphanMonitorDirsRemovedAtStart: the monitor directory of a pod that no longer exists
+// (a daemon killed while running the pod) is cleaned up at start-up; a known pod's is kept.
+func TestOrphanMonitorDirsRemovedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"gonepod", "ready"} {
+		if err := os.MkdirAll(filepath.Join(dir, "mon", d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newTestManager(t, openDB(t, dir), dir)
+	if _, err := os.Stat(filepath.Join(dir, "mon", "gonepod")); !os.IsNotExist(err) {
+		t.Errorf("monitor dir of a removed pod still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mon", "ready")); err != nil {
+		t.Errorf("monitor dir of a live pod removed: %v", err)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -348,7 +350,31 @@ func (m *Manager) recover(ctx context.Context) error {
 			logger.Error(err, "Cleaning up interrupted container", "containerID", c.ID)
 		}
 	}
+	m.stopOrphanMonitors(ctx)
 	return nil
+}
+
+// stopOrphanMonitors shuts down the monitors of pods that no longer exist. RunPodSandbox
+// starts the pod's monitor before the network is up: a daemon killed then leaves a monitor
+// that the sandbox's own recovery (which removes the half-made pod) knows nothing of.
+// Monitor directories are named by a pod ID prefix, which Sandboxes.Get resolves.
+func (m *Manager) stopOrphanMonitors(ctx context.Context) {
+	entries, err := os.ReadDir(m.o.StateDir)
+	if err != nil {
+		return
+	}
+	for _, de := range entries {
+		if !de.IsDir() {
+			continue
+		}
+		if _, err := m.o.Sandboxes.Get(de.Name()); !errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		klog.FromContext(ctx).Info("Stopping the monitor of a pod that no longer exists", "monitorDir", de.Name())
+		if err := m.shutdownMonitor(ctx, de.Name()); err != nil {
+			klog.FromContext(ctx).Error(err, "Stopping an orphaned monitor", "monitorDir", de.Name())
+		}
+	}
 }
 
 // reconnect dials the pod's monitor after a restart and returns its containers' states
