@@ -17,6 +17,7 @@ import (
 
 	"github.com/cri-mini/cri-mini/pkg/config"
 	"github.com/cri-mini/cri-mini/pkg/cri"
+	"github.com/cri-mini/cri-mini/pkg/idlefree"
 )
 
 // daemonFlags are the command-line overrides of the config file.
@@ -110,6 +111,11 @@ func serve(ctx context.Context, cfg config.Config) error {
 	}
 	defer d.close()
 	interceptor := cri.NewInterceptor(logger)
+	// Pod churn leaves the daemon's heap full of freed pages the scavenger returns only
+	// slowly; give them back once the churn is over.
+	idle := idlefree.New(3 * time.Second)
+	defer idle.Stop()
+	interceptor.OnChange(idle.Touch)
 	// WaitForHandlers: Stop returns only once every handler has returned, so the stores they
 	// use are never closed under them.
 	g := grpc.NewServer(append(interceptor.ServerOptions(), grpc.WaitForHandlers(true))...)

@@ -6,6 +6,7 @@ import (
 	"path"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,11 +22,30 @@ import (
 type Interceptor struct {
 	logger klog.Logger
 	nextID atomic.Uint64
+	// onChange, when set, is called after every RPC that is not a read (see isRead).
+	onChange func()
 }
 
 // NewInterceptor returns an interceptor whose per-request loggers derive from logger.
 func NewInterceptor(logger klog.Logger) *Interceptor {
 	return &Interceptor{logger: logger}
+}
+
+// OnChange makes f run after every RPC that changes something (runs, creates, stops,
+// removes, pulls, execs): the daemon uses it to release memory once such a burst is over.
+// Reads (List*, *Status, *Stats, Version, ImageFsInfo) do not count: kubelet polls them
+// every second, and they leave little garbage.
+func (i *Interceptor) OnChange(f func()) { i.onChange = f }
+
+// isRead reports whether the RPC (its short name) only reads state.
+func isRead(rpc string) bool {
+	switch {
+	case strings.HasPrefix(rpc, "List"), strings.HasPrefix(rpc, "Stream"),
+		strings.HasSuffix(rpc, "Status"), strings.HasSuffix(rpc, "Stats"),
+		rpc == "Version", rpc == "ImageFsInfo", rpc == "GetContainerEvents", rpc == "RuntimeConfig":
+		return true
+	}
+	return false
 }
 
 // ServerOptions returns the grpc.ServerOptions that install the interceptor.
@@ -61,6 +81,9 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 			logger.V(5).Info("Response", "duration", time.Since(start), "response", resp)
 		}
 	}()
+	if i.onChange != nil && !isRead(path.Base(info.FullMethod)) {
+		defer i.onChange()
+	}
 	return handler(ctx, req)
 }
 

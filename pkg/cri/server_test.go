@@ -139,3 +139,17 @@ func TestPanicBecomesInternalAndServerKeepsServing(t *testing.T) {
 		t.Fatalf("server stopped serving after a panic: %v", err)
 	}
 }
+
+func TestIsRead(t *testing.T) {
+	for rpc, want := range map[string]bool{
+		"ListPodSandbox": true, "ContainerStatus": true, "Status": true, "ImageStatus": true,
+		"ListContainerStats": true, "PodSandboxStats": true, "Version": true, "ImageFsInfo": true,
+		"StreamContainers": true, "RuntimeConfig": true,
+		"RunPodSandbox": false, "CreateContainer": false, "StopContainer": false, "PullImage": false,
+		"RemoveImage": false, "ExecSync": false, "UpdateRuntimeConfig": false, "ReopenContainerLog": false,
+	} {
+		if got := isRead(rpc); got != want {
+			t.Errorf("isRead(%q) = %v, want %v", rpc, got, want)
+		}
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/idlefree"
 	"k8s.io/klog/v2"
 )
 
@@ -85,6 +87,10 @@ func run(ctx context.Context, dir string, sp Spawner, ready *os.File) error {
 	}
 	defer os.Remove(SocketPath(dir))
 	s := NewServer(dir, sp)
+	// The monitor is idle nearly all its life: give back what each burst of work freed.
+	idle := idlefree.New(time.Second)
+	defer idle.Stop()
+	s.onActivity = idle.Touch
 	reapCtx, stopReap := context.WithCancel(ctx)
 	reaped := make(chan struct{})
 	go func() { defer close(reaped); s.ReapLoop(reapCtx) }()

@@ -92,5 +92,6 @@ func (s *Server) exitLocked(ctx context.Context, c *container, ws syscall.WaitSt
 		s.mu.Unlock()
 		close(c.exited)
 		log.V(2).Info("Container exited", "exitCode", rec.ExitCode, "signal", rec.Signal)
+		s.activity()
 	}()
 }

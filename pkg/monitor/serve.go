@@ -55,6 +55,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, shutdown context.
 			resp = errorResponse(fmt.Errorf("decode request: %v: %w", err, ErrInvalid))
 		} else if req.Op == opAttach {
 			s.serveAttach(ctx, conn, rd, &req)
+			s.activity()
 			return
 		} else {
 			log.V(4).Info("Monitor request", "op", req.Op, "containerID", req.ID)
@@ -68,6 +69,7 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, shutdown context.
 		if _, err := conn.Write(append(out, '\n')); err != nil {
 			return
 		}
+		s.activity()
 		if req.Op == opShutdown && resp.Error == "" {
 			shutdown()
 			return

@@ -33,6 +33,10 @@ type Server struct {
 	unclaimed map[int]unclaimedExit
 	closing   bool
 	wg        sync.WaitGroup // exit finishers and log copiers
+
+	// onActivity, when set, is told about every answered request and recorded exit (the
+	// monitor process uses it to release memory once it is idle again).
+	onActivity func()
 }
 
 type unclaimedExit struct {
@@ -62,6 +66,13 @@ func NewServer(dir string, sp Spawner) *Server {
 		ctrs:      map[string]*container{},
 		byPid:     map[int]*container{},
 		unclaimed: map[int]unclaimedExit{},
+	}
+}
+
+// activity reports that the monitor did some work.
+func (s *Server) activity() {
+	if s.onActivity != nil {
+		s.onActivity()
 	}
 }
 
