@@ -125,3 +125,22 @@ func lifecycleBench(ctx context.Context, r *crictlRunner, n int) ([]*samples, er
 	}
 	return append([]*samples{loop}, steps...), nil
 }
+
+// crictlFloor times crictl's own start-up (`crictl --version`: no connection, no RPC) n
+// times, and returns it with the loop's floor: one start-up per step. Whatever the runtime,
+// the crictl loop cannot be faster than that floor on this machine.
+func crictlFloor(ctx context.Context, r *crictlRunner, n int) ([]*samples, error) {
+	startup := &samples{name: "crictl start-up (--version)"}
+	for i := 0; i < n; i++ {
+		if err := timed(startup, func() error {
+			return exec.CommandContext(ctx, r.crictl, "--version").Run()
+		}); err != nil {
+			return nil, err
+		}
+	}
+	floor := &samples{name: fmt.Sprintf("  × %d steps: the loop's floor", len(lifecycleSteps))}
+	for _, d := range startup.ds {
+		floor.ds = append(floor.ds, d*time.Duration(len(lifecycleSteps)))
+	}
+	return []*samples{startup, floor}, nil
+}

@@ -153,6 +153,11 @@ func main() {
 		}
 		printSamples(fmt.Sprintf("pod lifecycle with crictl (median of %d, ms)", *n), results)
 		issueAnchors.row(results[0].name, float64(results[0].median().Microseconds())/1000, "ms")
+		floor, err := crictlFloor(ctx, &crictlRunner{crictl: *crictl}, *n)
+		if err != nil {
+			fail(err)
+		}
+		printSamples("crictl's own cost in that loop", floor)
 	case "lifecycle-cri":
 		if err := b.pull(ctx, busybox); err != nil {
 			fail(fmt.Errorf("pull %s: %w", busybox, err))
