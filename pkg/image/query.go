@@ -67,8 +67,11 @@ func (s *Service) lookup(ref string) (*Image, error) {
 // normalised returns the canonical form of ref ("busybox" -> "docker.io/library/busybox:latest"),
 // or false when ref is no image reference. kubelet asks ImageStatus about the same short
 // references over and over, and parsing one allocates a dozen objects, so results are kept;
-// normalising is a pure function, so a kept result can never be stale. Callers hold s.mu.
+// normalising is a pure function, so a kept result can never be stale. lookup runs under mu
+// or under writeMu alone (Remove, Use), so the map has its own lock.
 func (s *Service) normalised(ref string) (string, bool) {
+	s.normMu.Lock()
+	defer s.normMu.Unlock()
 	if c, ok := s.norm[ref]; ok {
 		return c, c != ""
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/cri-mini/cri-mini/pkg/store"
@@ -41,9 +42,9 @@ func TestLookupNormalises(t *testing.T) {
 	for i := range 3 * maxNormalised {
 		s.Get(fmt.Sprintf("example.com/many:%d", i))
 	}
-	s.mu.Lock()
+	s.normMu.Lock()
 	n := len(s.norm)
-	s.mu.Unlock()
+	s.normMu.Unlock()
 	if n > maxNormalised {
 		t.Errorf("%d normalisations remembered, want at most %d", n, maxNormalised)
 	}
@@ -82,5 +83,44 @@ func TestListFollowsChanges(t *testing.T) {
 	}
 	if cap(l) != len(l) {
 		t.Errorf("List's shared slice has room to append into (len %d, cap %d)", len(l), cap(l))
+	}
+}
+
+// TestLookupConcurrent: Get (under mu) and Use and Remove (under writeMu alone) resolve short
+// references at the same time; run with -race.
+func TestLookupConcurrent(t *testing.T) {
+	reg := newTestRegistry(t)
+	img := imageOf(t, v1.Config{}, layerOf(t, compression.GZip, regFile("a", "a")))
+	reg.push(t, "test/conc:latest", img)
+	s := newTestService(t, nil)
+	if _, err := s.Pull(context.Background(), reg.host+"/test/conc", nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range 2000 {
+				ref := fmt.Sprintf("%s/test/conc:%d", reg.host, i%50)
+				switch g {
+				case 0:
+					s.Get(ref)
+				case 1:
+					if _, release, err := s.Use(ref); err == nil {
+						release()
+					}
+				case 2:
+					s.Remove(context.Background(), ref)
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if _, err := s.Get(reg.host + "/test/conc"); err != nil {
+		t.Fatalf("the pulled image is gone: %v", err)
 	}
 }

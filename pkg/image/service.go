@@ -134,8 +134,10 @@ type Service struct {
 	images map[string]*Image // by ID
 	refs   map[string]string // repo tag or repo digest -> ID
 	layers map[string]*layer // by chain ID
-	norm   map[string]string // reference as asked -> normalised form ("" when invalid)
 	sorted []*Image          // the images sorted by ID, built by List; nil when the index changed
+
+	normMu sync.Mutex
+	norm   map[string]string // reference as asked -> normalised form ("" when invalid)
 }
 
 // maxNormalised bounds the remembered normalisations; a node asks about a few dozen names, and
