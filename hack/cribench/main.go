@@ -72,12 +72,16 @@ func (b *bench) remove(ctx context.Context, ref string) error {
 
 // imageBench: cold busybox, nginx right after busybox (shared base layers), cached re-pull,
 // ImageStatus and ListImages. "Cold" means the image and its layers are removed first.
+// ImageStatus and ListImages are measured as critest does, one call right after a pull; Version
+// is measured in that same position, so its row is the transport's floor for them: what a gRPC
+// round trip on this socket costs with no work behind it.
 func (b *bench) imageBench(ctx context.Context, n int) ([]*samples, error) {
 	cold := &samples{name: "PullImage busybox cold"}
 	after := &samples{name: "PullImage nginx after busybox"}
 	cached := &samples{name: "PullImage cached"}
 	status := &samples{name: "ImageStatus"}
 	list := &samples{name: "ListImages"}
+	version := &samples{name: "Version (floor)"}
 	for i := 0; i < n; i++ {
 		for _, ref := range []string{nginx, busybox} {
 			if err := b.remove(ctx, ref); err != nil {
@@ -93,23 +97,63 @@ func (b *bench) imageBench(ctx context.Context, n int) ([]*samples, error) {
 		if err := timed(cached, func() error { return b.pull(ctx, busybox) }); err != nil {
 			return nil, err
 		}
-		if err := timed(status, func() error {
-			resp, err := b.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: busybox}})
-			if err == nil && resp.Image == nil {
-				err = fmt.Errorf("image %s not found after pull", busybox)
-			}
-			return err
-		}); err != nil {
+		if err := timed(status, func() error { return b.status(ctx) }); err != nil {
 			return nil, err
 		}
-		if err := timed(list, func() error {
-			_, err := b.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
-			return err
-		}); err != nil {
+		if err := timed(list, func() error { return b.list(ctx) }); err != nil {
+			return nil, err
+		}
+		if err := b.pull(ctx, busybox); err != nil {
+			return nil, fmt.Errorf("pull %s: %w", busybox, err)
+		}
+		if err := timed(version, func() error { return b.version(ctx) }); err != nil {
 			return nil, err
 		}
 	}
-	return []*samples{cold, after, cached, status, list}, nil
+	warm, err := b.warmBench(ctx, 10*n)
+	if err != nil {
+		return nil, err
+	}
+	return append([]*samples{cold, after, cached, status, list, version}, warm...), nil
+}
+
+// warmBench measures ImageStatus, ListImages and Version back to back, n rounds interleaved:
+// the steady state of a busy connection, where the gap between a call and Version is the
+// work the daemon does for it.
+func (b *bench) warmBench(ctx context.Context, n int) ([]*samples, error) {
+	status := &samples{name: "ImageStatus, back to back"}
+	list := &samples{name: "ListImages, back to back"}
+	version := &samples{name: "Version, back to back"}
+	for i := 0; i < n; i++ {
+		if err := timed(status, func() error { return b.status(ctx) }); err != nil {
+			return nil, err
+		}
+		if err := timed(list, func() error { return b.list(ctx) }); err != nil {
+			return nil, err
+		}
+		if err := timed(version, func() error { return b.version(ctx) }); err != nil {
+			return nil, err
+		}
+	}
+	return []*samples{status, list, version}, nil
+}
+
+func (b *bench) status(ctx context.Context) error {
+	resp, err := b.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: busybox}})
+	if err == nil && resp.Image == nil {
+		err = fmt.Errorf("image %s not found after pull", busybox)
+	}
+	return err
+}
+
+func (b *bench) list(ctx context.Context) error {
+	_, err := b.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	return err
+}
+
+func (b *bench) version(ctx context.Context) error {
+	_, err := b.runtime.Version(ctx, &runtimeapi.VersionRequest{})
+	return err
 }
 
 func main() {

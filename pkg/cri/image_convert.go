@@ -15,21 +15,19 @@ import (
 
 // toCRIImage translates a stored image. The result depends only on the image, never on the
 // reference it was found by: critest compares ImageStatus answers by ID, tag and digest.
+// The store never changes a published image (a change publishes a new copy), and the answer is
+// only read while gRPC encodes it, so its lists and annotations are shared, not copied.
 func toCRIImage(img *image.Image) *runtimeapi.Image {
 	out := &runtimeapi.Image{
 		Id:          img.ID,
-		RepoTags:    append([]string(nil), img.RepoTags...),
-		RepoDigests: append([]string(nil), img.RepoDigests...),
+		RepoTags:    img.RepoTags,
+		RepoDigests: img.RepoDigests,
 		Size:        img.Size,
 		Pinned:      img.Pinned,
 	}
 	out.Uid, out.Username = imageUser(img.User)
 	if len(img.Annotations) > 0 {
-		ann := make(map[string]string, len(img.Annotations))
-		for k, v := range img.Annotations {
-			ann[k] = v
-		}
-		out.Spec = &runtimeapi.ImageSpec{Image: img.ID, Annotations: ann}
+		out.Spec = &runtimeapi.ImageSpec{Image: img.ID, Annotations: img.Annotations}
 	}
 	return out
 }

@@ -414,6 +414,12 @@ func (s *Service) commit(ctx context.Context, img *Image, tags, digests []string
 			l.RepoDigests = removeRef(l.RepoDigests, r)
 		}
 	}
+	// A repeated pull that changes no name would rewrite the same record: skip the transaction,
+	// whose two fdatasyncs are most of a cached pull's time.
+	if old != nil && len(losers) == 0 && slices.Equal(next.RepoTags, old.RepoTags) &&
+		slices.Equal(next.RepoDigests, old.RepoDigests) {
+		return old, nil
+	}
 	err := s.db.Update(func(tx *store.Tx) error {
 		if err := tx.Put(imagesBucket, next.ID, next); err != nil {
 			return err

@@ -562,3 +562,43 @@ type wrongDiffID struct{ v1.Layer }
 func (wrongDiffID) DiffID() (v1.Hash, error) {
 	return v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}, nil
 }
+
+// TestRepeatedPullRecordsNothing: a pull that adds no name keeps the recorded image as it is
+// (no transaction), while one that adds a tag records it.
+func TestRepeatedPullRecordsNothing(t *testing.T) {
+	reg := newTestRegistry(t)
+	img := imageOf(t, v1.Config{}, layerOf(t, compression.GZip, regFile("a", "a")))
+	manifestDigest := reg.push(t, "test/same:v1", img)
+	reg.push(t, "test/same:v2", img)
+	s := newTestService(t, nil)
+	ctx := context.Background()
+	tag := reg.host + "/test/same:v1"
+	first, err := s.Pull(ctx, tag, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{tag, reg.host + "/test/same@" + manifestDigest} {
+		again, err := s.Pull(ctx, ref, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again != first {
+			t.Errorf("pull of %s rewrote the image record: %+v", ref, again)
+		}
+	}
+	tagged, err := s.Pull(ctx, reg.host+"/test/same:v2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{tag, reg.host + "/test/same:v2"}
+	if tagged == first || !slices.Equal(tagged.RepoTags, want) {
+		t.Fatalf("after a pull by a new tag: tags %v, want %v", tagged.RepoTags, want)
+	}
+	s2, err := New(ctx, s.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s2.Get(tag); err != nil || !slices.Equal(g.RepoTags, want) {
+		t.Fatalf("after reopen: %v %v", g, err)
+	}
+}

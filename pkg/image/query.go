@@ -33,8 +33,13 @@ func (s *Service) lookup(ref string) (*Image, error) {
 	if img := s.images[id]; img != nil {
 		return img, nil
 	}
-	if r, err := parseReference(ref); err == nil {
-		if id, ok := s.refs[r.String()]; ok {
+	// Every key of refs is already normalised, and normalising is idempotent: a reference
+	// written out in full (as critest and most tools send it) is found without parsing.
+	if id, ok := s.refs[ref]; ok {
+		return s.images[id], nil
+	}
+	if canonical, ok := s.normalised(ref); ok {
+		if id, ok := s.refs[canonical]; ok {
 			return s.images[id], nil
 		}
 	}
@@ -59,8 +64,31 @@ func (s *Service) lookup(ref string) (*Image, error) {
 	return found, nil
 }
 
+// normalised returns the canonical form of ref ("busybox" -> "docker.io/library/busybox:latest"),
+// or false when ref is no image reference. kubelet asks ImageStatus about the same short
+// references over and over, and parsing one allocates a dozen objects, so results are kept;
+// normalising is a pure function, so a kept result can never be stale. lookup runs under mu
+// or under writeMu alone (Remove, Use), so the map has its own lock.
+func (s *Service) normalised(ref string) (string, bool) {
+	s.normMu.Lock()
+	defer s.normMu.Unlock()
+	if c, ok := s.norm[ref]; ok {
+		return c, c != ""
+	}
+	canonical := ""
+	if r, err := parseReference(ref); err == nil {
+		canonical = r.String()
+	}
+	if len(s.norm) >= maxNormalised {
+		clear(s.norm)
+	}
+	s.norm[ref] = canonical
+	return canonical, canonical != ""
+}
+
 // List returns the images, sorted by ID; a non-empty filter returns only the image it names
-// (as Get resolves it), or nothing.
+// (as Get resolves it), or nothing. The slice is shared like the images in it: read-only, and
+// kept until the index changes, so that listing an unchanged store costs nothing.
 func (s *Service) List(filterRef string) []*Image {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -71,12 +99,15 @@ func (s *Service) List(filterRef string) []*Image {
 		}
 		return []*Image{img}
 	}
-	out := make([]*Image, 0, len(s.images))
-	for _, img := range s.images {
-		out = append(out, img)
+	if s.sorted == nil {
+		out := make([]*Image, 0, len(s.images))
+		for _, img := range s.images {
+			out = append(out, img)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		s.sorted = out
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	return s.sorted
 }
 
 // LowerDirs returns the layer directories of image id for an overlay mount: base is the

@@ -134,7 +134,15 @@ type Service struct {
 	images map[string]*Image // by ID
 	refs   map[string]string // repo tag or repo digest -> ID
 	layers map[string]*layer // by chain ID
+	sorted []*Image          // the images sorted by ID, built by List; nil when the index changed
+
+	normMu sync.Mutex
+	norm   map[string]string // reference as asked -> normalised form ("" when invalid)
 }
+
+// maxNormalised bounds the remembered normalisations; a node asks about a few dozen names, and
+// a client sending endless distinct names only makes the map start over.
+const maxNormalised = 1024
 
 // New opens the image store, removing what an interrupted pull or removal left behind.
 func New(ctx context.Context, o Options) (*Service, error) {
@@ -164,6 +172,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		unpack:    newFlightGroup[*layer](),
 		images:    map[string]*Image{},
 		refs:      map[string]string{},
+		norm:      map[string]string{},
 		layers:    map[string]*layer{},
 		holds:     map[string]int{},
 		nextShort: 1,
@@ -333,6 +342,7 @@ func (s *Service) publish(img *Image) {
 		img.Pinned = img.Pinned || s.pinned[r]
 	}
 	s.images[img.ID] = img
+	s.sorted = nil
 }
 
 // unpublish removes img from the in-memory index. Callers hold s.mu.
@@ -343,6 +353,7 @@ func (s *Service) unpublish(img *Image) {
 		}
 	}
 	delete(s.images, img.ID)
+	s.sorted = nil
 }
 
 // errNotFound builds the wrapped not-found error of a query.
