@@ -42,6 +42,9 @@ registry_pid=""
 daemon_pid=""
 bridge=crm-ct0
 subnet=10.236.0.0/24
+# cribench's CNI floor (the plugins alone) runs on a bridge and subnet of its own.
+floor_bridge=crm-ctf0
+floor_subnet=10.236.1.0/24
 
 cleanup() {
 	local rc=$?
@@ -61,6 +64,7 @@ cleanup() {
 	# work dir. Unmount deepest first, then drop the test bridge.
 	findmnt -rn -o TARGET | grep "^$work/" | sort -r | while read -r m; do umount -l "$m"; done
 	ip link del "$bridge" 2>/dev/null
+	ip link del "$floor_bridge" 2>/dev/null
 	if [[ ${CRITEST_KEEP:-0} == 1 ]]; then
 		log "work dir kept: $work"
 	else
@@ -129,6 +133,10 @@ if [[ $benchmark == 1 ]]; then
 		${bench_skip:+-ginkgo.skip "$bench_skip"} "$@" >"$reports/benchmark.log" 2>&1 ||
 		log "critest -benchmark reported failures, see $reports/benchmark.log"
 	"$bin/benchsummary" "$reports/benchmark" || log "no critest benchmark results"
+	# CreatePod/StopPod above next to the CNI floor: the same conflist's ADD and DEL alone.
+	# TMPDIR: the floor's namespace pins live under the work dir, which cleanup unmounts.
+	TMPDIR="$work" "$bin/cribench" -endpoint "$endpoint" -n 20 -cni-conf "$work/net.d/10-critest.conflist" \
+		-cni-bin "$repo/$out/cni/bin" -floor-bridge "$floor_bridge" -floor-subnet "$floor_subnet" sandbox
 	"$bin/cribench" -endpoint "$endpoint" -n 20 -crictl "$bin/crictl" lifecycle
 	"$bin/cribench" -endpoint "$endpoint" -n 20 lifecycle-cri
 	"$bin/cribench" -endpoint "$endpoint" -n 10 images
