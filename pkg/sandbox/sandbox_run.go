@@ -170,32 +170,35 @@ func (m *Manager) setup(ctx context.Context, r *record) error {
 	if err := writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644); err != nil {
 		return err
 	}
-	// The plugins' exec is most of Run's time: the pod's monitor starts meanwhile.
+	// The plugins' exec is most of Run's time: the pod's monitor and its pod init, which
+	// need the namespaces and the cgroup but not the network, start meanwhile. Every one
+	// is waited for before Run goes on or undoes, so nothing is still starting behind it.
 	podStarted := m.startPodAsync(ctx, r.ID)
+	initStarted := m.startPodInitAsync(ctx, r)
+	var netErr error
 	if r.NetworkAttached {
 		res, err := m.o.CNI.Setup(ctx, m.cniPod(r))
 		if err != nil {
-			<-podStarted
-			return fmt.Errorf("set up pod network: %w", err)
+			netErr = fmt.Errorf("set up pod network: %w", err)
+		} else {
+			r.Network, r.IPs = res.Network, res.IPs
 		}
-		r.Network, r.IPs = res.Network, res.IPs
 	}
-	if err := <-podStarted; err != nil {
-		return fmt.Errorf("start pod processes: %w", err)
+	podErr, initErr := <-podStarted, <-initStarted
+	if podErr != nil {
+		podErr = fmt.Errorf("start pod processes: %w", podErr)
+	}
+	if initErr != nil {
+		initErr = fmt.Errorf("start pod init: %w", initErr)
+	}
+	if err := errors.Join(netErr, podErr, initErr); err != nil {
+		return err
 	}
 	hosts, err := hostsFile(c.NetworkMode == ModeNode, r.Hostname, r.IPs, m.o.HostHosts)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.HostsPath, hosts, 0o644); err != nil {
-		return err
-	}
-	if c.PIDMode == ModePod && m.o.Hooks.StartPodInit != nil {
-		if err := m.o.Hooks.StartPodInit(ctx, r.Sandbox.clone()); err != nil {
-			return fmt.Errorf("start pod init: %w", err)
-		}
-	}
-	return nil
+	return writeFileAtomic(r.HostsPath, hosts, 0o644)
 }
 
 // startPodAsync runs the StartPod hook on a goroutine; the channel yields its error.
@@ -206,6 +209,20 @@ func (m *Manager) startPodAsync(ctx context.Context, id string) <-chan error {
 		return done
 	}
 	go func() { done <- m.o.Hooks.StartPod(ctx, id) }()
+	return done
+}
+
+// startPodInitAsync runs the StartPodInit hook on a goroutine when the pod shares one PID
+// namespace; the channel yields its error. The hook gets a copy of the sandbox taken now:
+// it needs the namespace pins and the cgroup, which exist, and nothing CNI fills in.
+func (m *Manager) startPodInitAsync(ctx context.Context, r *record) <-chan error {
+	done := make(chan error, 1)
+	if r.Config.PIDMode != ModePod || m.o.Hooks.StartPodInit == nil {
+		done <- nil
+		return done
+	}
+	sb := r.Sandbox.clone()
+	go func() { done <- m.o.Hooks.StartPodInit(ctx, sb) }()
 	return done
 }
 
