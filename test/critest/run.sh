@@ -7,7 +7,9 @@
 #   - runs critest and checks the result against expected-failures.txt.
 # Usage: test/critest/run.sh [--benchmark] [extra critest flags...]
 # Env: CRI_MINI_BIN (a prebuilt daemon), CRITEST_PARALLEL (default 2), CRITEST_KEEP=1 keeps the work dir for debugging,
-#      CRITEST_WEBSOCKET=0 skips the second, WebSocket run of the Streaming specs (full runs only).
+#      CRITEST_WEBSOCKET=0 skips the second, WebSocket run of the Streaming specs (full runs only),
+#      CRITEST_NFTABLES=1 switches the test network's bridge (ipMasq) and portmap plugins to their
+#      nftables backends.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -97,6 +99,11 @@ mkdir -p "$work/net.d"
 sed -e "s/\"cri-mini0\"/\"$bridge\"/" -e "s#10.88.0.0/16#$subnet#" -e 's/"cri-mini"/"critest"/' \
 	-e "s#\"type\": \"host-local\",#\"type\": \"host-local\", \"dataDir\": \"$work/ipam\",#" \
 	hack/cni/10-cri-mini.conflist >"$work/net.d/10-critest.conflist"
+if [[ ${CRITEST_NFTABLES:-0} == 1 ]]; then
+	sed -i -e 's/"ipMasq": true,/"ipMasq": true, "ipMasqBackend": "nftables",/' \
+		-e 's/"snat": true/"snat": true, "backend": "nftables"/' "$work/net.d/10-critest.conflist"
+	grep -q '"backend": "nftables"' "$work/net.d/10-critest.conflist" || { log "CRITEST_NFTABLES: conflist not rewritten"; exit 1; }
+fi
 
 cat >"$work/config.toml" <<TOML
 listen = "$work/c.sock"
