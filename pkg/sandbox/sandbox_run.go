@@ -136,38 +136,17 @@ func effectiveHostname(c *Config) (string, error) {
 
 // setup performs every side effect of Run, recording each in r as it goes.
 func (m *Manager) setup(ctx context.Context, r *record) error {
-	c := &r.Config
 	if err := os.MkdirAll(r.StateDir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox state dir: %w", err)
 	}
 	if err := os.MkdirAll(r.RootDir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
-	kinds := podKinds(c)
-	nsDir := filepath.Join(r.StateDir, "ns")
-	hostname := ""
-	if c.NetworkMode == ModePod {
-		hostname = c.Hostname
-	}
-	if _, err := ns.Pin(ns.PinOptions{Dir: nsDir, Kinds: kinds, Hostname: hostname, Sysctls: c.Sysctls}); err != nil {
-		return fmt.Errorf("create pod namespaces: %w", err)
-	}
-	if r.ShmPath != "" {
-		if err := mountShm(r.ShmPath, m.o.ShmSize); err != nil {
-			return err
-		}
-	}
-	if _, err := m.o.Cgroups.Create(r.CgroupParent, c.Resources); err != nil {
-		return fmt.Errorf("create pod cgroup: %w", err)
-	}
-	resolv, err := resolvConf(c.DNS, m.o.HostResolvConf)
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(r.ResolvConfPath, resolv, 0o644); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644); err != nil {
+	// The pod cgroup and the resolver files do not depend on the namespaces: they are made
+	// while the namespaces are pinned. Both are waited for before anything goes on.
+	local := make(chan error, 1)
+	go func() { local <- m.setupCgroupAndFiles(r) }()
+	if err := errors.Join(m.pinNamespaces(r), <-local); err != nil {
 		return err
 	}
 	// The plugins' exec is most of Run's time: the pod's monitor and its pod init, which
@@ -194,11 +173,44 @@ func (m *Manager) setup(ctx context.Context, r *record) error {
 	if err := errors.Join(netErr, podErr, initErr); err != nil {
 		return err
 	}
-	hosts, err := hostsFile(c.NetworkMode == ModeNode, r.Hostname, r.IPs, m.o.HostHosts)
+	hosts, err := hostsFile(r.Config.NetworkMode == ModeNode, r.Hostname, r.IPs, m.o.HostHosts)
 	if err != nil {
 		return err
 	}
 	return writeFileAtomic(r.HostsPath, hosts, 0o644)
+}
+
+// pinNamespaces creates and pins the pod's namespaces and mounts its /dev/shm.
+func (m *Manager) pinNamespaces(r *record) error {
+	c := &r.Config
+	hostname := ""
+	if c.NetworkMode == ModePod {
+		hostname = c.Hostname
+	}
+	nsDir := filepath.Join(r.StateDir, "ns")
+	if _, err := ns.Pin(ns.PinOptions{Dir: nsDir, Kinds: podKinds(c), Hostname: hostname, Sysctls: c.Sysctls}); err != nil {
+		return fmt.Errorf("create pod namespaces: %w", err)
+	}
+	if r.ShmPath != "" {
+		return mountShm(r.ShmPath, m.o.ShmSize)
+	}
+	return nil
+}
+
+// setupCgroupAndFiles creates the pod cgroup and writes resolv.conf and hostname.
+func (m *Manager) setupCgroupAndFiles(r *record) error {
+	c := &r.Config
+	if _, err := m.o.Cgroups.Create(r.CgroupParent, c.Resources); err != nil {
+		return fmt.Errorf("create pod cgroup: %w", err)
+	}
+	resolv, err := resolvConf(c.DNS, m.o.HostResolvConf)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(r.ResolvConfPath, resolv, 0o644); err != nil {
+		return err
+	}
+	return writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644)
 }
 
 // startPodAsync runs the StartPod hook on a goroutine; the channel yields its error.
