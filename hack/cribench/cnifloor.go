@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -45,7 +47,11 @@ func (b *bench) sandboxFloorBench(ctx context.Context, o floorOptions, n int, wo
 	remove := &samples{name: "RemovePodSandbox"}
 	add := &samples{name: "CNI floor ADD"}
 	del := &samples{name: "CNI floor DEL"}
-	for i := 0; i < n; i++ {
+	// SIGINT or SIGTERM ends the loop between iterations, so the floor's pod of the current
+	// one is still deleted and the cleanup below runs.
+	sig, stopSig := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSig()
+	for i := 0; i < n && sig.Err() == nil; i++ {
 		if err := b.sandboxOnce(ctx, i, run, stop, remove); err != nil {
 			return nil, err
 		}
