@@ -6,6 +6,7 @@
 //	cribench -endpoint ... -n 20 -crictl _output/bin/crictl lifecycle
 //	cribench -endpoint ... -n 20 lifecycle-cri
 //	cribench -endpoint ... -pods 10 -daemon-pid PID podmem
+//	cribench -endpoint ... -n 20 -cni-conf F -cni-bin D sandbox
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"time"
 
@@ -25,6 +27,13 @@ const (
 	busybox = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 	nginx   = "registry.k8s.io/e2e-test-images/nginx:1.14-2"
 )
+
+// The sandbox mode pins network namespaces on throw-away locked threads (pkg/ns): the main
+// goroutine must hold the main thread, which the Go runtime never destroys, so that no such
+// thread can be it.
+func init() {
+	runtime.LockOSThread()
+}
 
 // samples collects durations of one operation.
 type samples struct {
@@ -163,6 +172,11 @@ func main() {
 	daemon := flag.Int("daemon-pid", 0, "pid of the runtime daemon (podmem)")
 	pods := flag.Int("pods", 10, "idle pods to start (podmem)")
 	settle := flag.Duration("settle", 10*time.Second, "time the idle pods settle before measuring (podmem)")
+	var floor floorOptions
+	flag.StringVar(&floor.conf, "cni-conf", "", "the daemon's CNI conflist, whose plugins set the floor (sandbox)")
+	flag.StringVar(&floor.binDir, "cni-bin", "/opt/cni/bin", "CNI plugin directory (sandbox)")
+	flag.StringVar(&floor.bridge, "floor-bridge", "crm-floor0", "bridge the floor's conflist is rewritten to; must not exist (sandbox)")
+	flag.StringVar(&floor.subnet, "floor-subnet", "10.239.255.0/24", "subnet the floor's conflist is rewritten to (sandbox)")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		usage()
@@ -211,6 +225,15 @@ func main() {
 			fail(err)
 		}
 		printSamples(fmt.Sprintf("pod lifecycle over one CRI connection (median of %d)", *n), results)
+	case "sandbox":
+		if floor.conf == "" {
+			usage()
+		}
+		results, err := b.sandboxFloorBench(ctx, floor, *n, work)
+		if err != nil {
+			fail(err)
+		}
+		printFloor(*n, results)
 	case "podmem":
 		if *daemon <= 0 {
 			usage()
@@ -233,7 +256,7 @@ func printSamples(title string, results []*samples) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cribench [-endpoint E] [-n N] images | [-crictl C] lifecycle | lifecycle-cri | -daemon-pid P [-pods N] podmem")
+	fmt.Fprintln(os.Stderr, "usage: cribench [-endpoint E] [-n N] images | [-crictl C] lifecycle | lifecycle-cri | -daemon-pid P [-pods N] podmem | -cni-conf F [-cni-bin D] sandbox")
 	os.Exit(2)
 }
 

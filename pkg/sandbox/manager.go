@@ -29,11 +29,13 @@ type Hooks struct {
 	// RemoveContainers force-removes every container of the sandbox (Remove).
 	RemoveContainers func(ctx context.Context, sandboxID string) error
 	// StartPodInit starts the pod's shared-PID init (`cri-mini pause`) when the pod asks for
-	// one PID namespace (PIDMode == ModePod). It runs after namespaces, cgroup and network
-	// are up; an error fails Run and undoes everything. Without it such pods get no init
-	// and the container side decides how to share the PID namespace.
+	// one PID namespace (PIDMode == ModePod). Run calls it once namespaces and cgroup are
+	// up, concurrently with the CNI ADD (the init needs no network); an error fails Run and
+	// undoes everything. Without it such pods get no init and the container side decides
+	// how to share the PID namespace.
 	StartPodInit func(ctx context.Context, sb *Sandbox) error
-	// StopPodInit stops that init (Stop, after the containers).
+	// StopPodInit stops that init (Stop, after the containers, concurrently with the CNI
+	// DEL).
 	StopPodInit func(ctx context.Context, sandboxID string) error
 	// StartPod starts what the pod's containers will need (the pod's monitor), so that the
 	// first CreateContainer does not pay for it. Run calls it concurrently with the CNI ADD,

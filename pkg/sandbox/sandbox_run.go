@@ -136,27 +136,70 @@ func effectiveHostname(c *Config) (string, error) {
 
 // setup performs every side effect of Run, recording each in r as it goes.
 func (m *Manager) setup(ctx context.Context, r *record) error {
-	c := &r.Config
 	if err := os.MkdirAll(r.StateDir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox state dir: %w", err)
 	}
 	if err := os.MkdirAll(r.RootDir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
-	kinds := podKinds(c)
-	nsDir := filepath.Join(r.StateDir, "ns")
+	// The pod cgroup and the resolver files do not depend on the namespaces: they are made
+	// while the namespaces are pinned. Both are waited for before anything goes on.
+	local := make(chan error, 1)
+	go func() { local <- m.setupCgroupAndFiles(r) }()
+	if err := errors.Join(m.pinNamespaces(r), <-local); err != nil {
+		return err
+	}
+	// The plugins' exec is most of Run's time: the pod's monitor and its pod init, which
+	// need the namespaces and the cgroup but not the network, start meanwhile. Every one
+	// is waited for before Run goes on or undoes, so nothing is still starting behind it.
+	podStarted := m.startPodAsync(ctx, r.ID)
+	initStarted := m.startPodInitAsync(ctx, r)
+	var netErr error
+	if r.NetworkAttached {
+		res, err := m.o.CNI.Setup(ctx, m.cniPod(r))
+		if err != nil {
+			netErr = fmt.Errorf("set up pod network: %w", err)
+		} else {
+			r.Network, r.IPs = res.Network, res.IPs
+		}
+	}
+	podErr, initErr := <-podStarted, <-initStarted
+	if podErr != nil {
+		podErr = fmt.Errorf("start pod processes: %w", podErr)
+	}
+	if initErr != nil {
+		initErr = fmt.Errorf("start pod init: %w", initErr)
+	}
+	if err := errors.Join(netErr, podErr, initErr); err != nil {
+		return err
+	}
+	hosts, err := hostsFile(r.Config.NetworkMode == ModeNode, r.Hostname, r.IPs, m.o.HostHosts)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(r.HostsPath, hosts, 0o644)
+}
+
+// pinNamespaces creates and pins the pod's namespaces and mounts its /dev/shm.
+func (m *Manager) pinNamespaces(r *record) error {
+	c := &r.Config
 	hostname := ""
 	if c.NetworkMode == ModePod {
 		hostname = c.Hostname
 	}
-	if _, err := ns.Pin(ns.PinOptions{Dir: nsDir, Kinds: kinds, Hostname: hostname, Sysctls: c.Sysctls}); err != nil {
+	nsDir := filepath.Join(r.StateDir, "ns")
+	if _, err := ns.Pin(ns.PinOptions{Dir: nsDir, Kinds: podKinds(c), Hostname: hostname, Sysctls: c.Sysctls}); err != nil {
 		return fmt.Errorf("create pod namespaces: %w", err)
 	}
 	if r.ShmPath != "" {
-		if err := mountShm(r.ShmPath, m.o.ShmSize); err != nil {
-			return err
-		}
+		return mountShm(r.ShmPath, m.o.ShmSize)
 	}
+	return nil
+}
+
+// setupCgroupAndFiles creates the pod cgroup and writes resolv.conf and hostname.
+func (m *Manager) setupCgroupAndFiles(r *record) error {
+	c := &r.Config
 	if _, err := m.o.Cgroups.Create(r.CgroupParent, c.Resources); err != nil {
 		return fmt.Errorf("create pod cgroup: %w", err)
 	}
@@ -167,35 +210,7 @@ func (m *Manager) setup(ctx context.Context, r *record) error {
 	if err := writeFileAtomic(r.ResolvConfPath, resolv, 0o644); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644); err != nil {
-		return err
-	}
-	// The plugins' exec is most of Run's time: the pod's monitor starts meanwhile.
-	podStarted := m.startPodAsync(ctx, r.ID)
-	if r.NetworkAttached {
-		res, err := m.o.CNI.Setup(ctx, m.cniPod(r))
-		if err != nil {
-			<-podStarted
-			return fmt.Errorf("set up pod network: %w", err)
-		}
-		r.Network, r.IPs = res.Network, res.IPs
-	}
-	if err := <-podStarted; err != nil {
-		return fmt.Errorf("start pod processes: %w", err)
-	}
-	hosts, err := hostsFile(c.NetworkMode == ModeNode, r.Hostname, r.IPs, m.o.HostHosts)
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(r.HostsPath, hosts, 0o644); err != nil {
-		return err
-	}
-	if c.PIDMode == ModePod && m.o.Hooks.StartPodInit != nil {
-		if err := m.o.Hooks.StartPodInit(ctx, r.Sandbox.clone()); err != nil {
-			return fmt.Errorf("start pod init: %w", err)
-		}
-	}
-	return nil
+	return writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644)
 }
 
 // startPodAsync runs the StartPod hook on a goroutine; the channel yields its error.
@@ -206,6 +221,20 @@ func (m *Manager) startPodAsync(ctx context.Context, id string) <-chan error {
 		return done
 	}
 	go func() { done <- m.o.Hooks.StartPod(ctx, id) }()
+	return done
+}
+
+// startPodInitAsync runs the StartPodInit hook on a goroutine when the pod shares one PID
+// namespace; the channel yields its error. The hook gets a copy of the sandbox taken now:
+// it needs the namespace pins and the cgroup, which exist, and nothing CNI fills in.
+func (m *Manager) startPodInitAsync(ctx context.Context, r *record) <-chan error {
+	done := make(chan error, 1)
+	if r.Config.PIDMode != ModePod || m.o.Hooks.StartPodInit == nil {
+		done <- nil
+		return done
+	}
+	sb := r.Sandbox.clone()
+	go func() { done <- m.o.Hooks.StartPodInit(ctx, sb) }()
 	return done
 }
 

@@ -41,9 +41,13 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) error {
 			return fmt.Errorf("stop containers of sandbox %s: %w", r.ID, err)
 		}
 	}
-	if err := m.stopPodInit(ctx, &r); err != nil {
-		return err
-	}
+	// The pod init and /dev/shm are the pod's, not the network's: they go while the
+	// plugins run DEL, which is most of Stop's time. A failure of either side leaves the
+	// other done; Stop reports both and a retry redoes what is left.
+	local := make(chan error, 1)
+	go func() {
+		local <- errors.Join(m.stopPodInit(ctx, &r), unmountShm(r.ShmPath))
+	}()
 	var errs []error
 	if r.NetworkAttached {
 		nr := e.get()
@@ -53,9 +57,7 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := unmountShm(r.ShmPath); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, <-local)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("stop sandbox %s: %w", r.ID, err)
 	}

@@ -7,7 +7,9 @@
 #   - runs critest and checks the result against expected-failures.txt.
 # Usage: test/critest/run.sh [--benchmark] [extra critest flags...]
 # Env: CRI_MINI_BIN (a prebuilt daemon), CRITEST_PARALLEL (default 2), CRITEST_KEEP=1 keeps the work dir for debugging,
-#      CRITEST_WEBSOCKET=0 skips the second, WebSocket run of the Streaming specs (full runs only).
+#      CRITEST_WEBSOCKET=0 skips the second, WebSocket run of the Streaming specs (full runs only),
+#      CRITEST_NFTABLES=1 switches the test network's bridge (ipMasq) and portmap plugins to their
+#      nftables backends.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -42,6 +44,9 @@ registry_pid=""
 daemon_pid=""
 bridge=crm-ct0
 subnet=10.236.0.0/24
+# cribench's CNI floor (the plugins alone) runs on a bridge and subnet of its own.
+floor_bridge=crm-ctf0
+floor_subnet=10.236.1.0/24
 
 cleanup() {
 	local rc=$?
@@ -61,6 +66,7 @@ cleanup() {
 	# work dir. Unmount deepest first, then drop the test bridge.
 	findmnt -rn -o TARGET | grep "^$work/" | sort -r | while read -r m; do umount -l "$m"; done
 	ip link del "$bridge" 2>/dev/null
+	ip link del "$floor_bridge" 2>/dev/null
 	if [[ ${CRITEST_KEEP:-0} == 1 ]]; then
 		log "work dir kept: $work"
 	else
@@ -93,6 +99,11 @@ mkdir -p "$work/net.d"
 sed -e "s/\"cri-mini0\"/\"$bridge\"/" -e "s#10.88.0.0/16#$subnet#" -e 's/"cri-mini"/"critest"/' \
 	-e "s#\"type\": \"host-local\",#\"type\": \"host-local\", \"dataDir\": \"$work/ipam\",#" \
 	hack/cni/10-cri-mini.conflist >"$work/net.d/10-critest.conflist"
+if [[ ${CRITEST_NFTABLES:-0} == 1 ]]; then
+	sed -i -e 's/"ipMasq": true,/"ipMasq": true, "ipMasqBackend": "nftables",/' \
+		-e 's/"snat": true/"snat": true, "backend": "nftables"/' "$work/net.d/10-critest.conflist"
+	grep -q '"backend": "nftables"' "$work/net.d/10-critest.conflist" || { log "CRITEST_NFTABLES: conflist not rewritten"; exit 1; }
+fi
 
 cat >"$work/config.toml" <<TOML
 listen = "$work/c.sock"
@@ -129,6 +140,10 @@ if [[ $benchmark == 1 ]]; then
 		${bench_skip:+-ginkgo.skip "$bench_skip"} "$@" >"$reports/benchmark.log" 2>&1 ||
 		log "critest -benchmark reported failures, see $reports/benchmark.log"
 	"$bin/benchsummary" "$reports/benchmark" || log "no critest benchmark results"
+	# CreatePod/StopPod above next to the CNI floor: the same conflist's ADD and DEL alone.
+	# TMPDIR: the floor's namespace pins live under the work dir, which cleanup unmounts.
+	TMPDIR="$work" "$bin/cribench" -endpoint "$endpoint" -n 20 -cni-conf "$work/net.d/10-critest.conflist" \
+		-cni-bin "$repo/$out/cni/bin" -floor-bridge "$floor_bridge" -floor-subnet "$floor_subnet" sandbox
 	"$bin/cribench" -endpoint "$endpoint" -n 20 -crictl "$bin/crictl" lifecycle
 	"$bin/cribench" -endpoint "$endpoint" -n 20 lifecycle-cri
 	"$bin/cribench" -endpoint "$endpoint" -n 10 images
