@@ -100,8 +100,8 @@ sed -e "s/\"cri-mini0\"/\"$bridge\"/" -e "s#10.88.0.0/16#$subnet#" -e 's/"cri-mi
 	-e "s#\"type\": \"host-local\",#\"type\": \"host-local\", \"dataDir\": \"$work/ipam\",#" \
 	hack/cni/10-cri-mini.conflist >"$work/net.d/10-critest.conflist"
 if [[ ${CRITEST_NFTABLES:-0} == 1 ]]; then
-	sed -i -e 's/"ipMasq": true,/"ipMasq": true, "ipMasqBackend": "nftables",/' \
-		-e 's/"snat": true/"snat": true, "backend": "nftables"/' "$work/net.d/10-critest.conflist"
+	sed -i -e 's/"ipMasqBackend": "iptables"/"ipMasqBackend": "nftables"/' \
+		-e 's/"backend": "iptables"/"backend": "nftables"/' "$work/net.d/10-critest.conflist"
 	grep -q '"backend": "nftables"' "$work/net.d/10-critest.conflist" || { log "CRITEST_NFTABLES: conflist not rewritten"; exit 1; }
 fi
 
