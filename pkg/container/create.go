@@ -125,7 +125,13 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 			return nil, fmt.Errorf("create log directory of container %s: %w", id, err)
 		}
 	}
-	raw, err := json.Marshal(spawner.Config{Spec: spec})
+	sc := spawner.Config{Spec: spec}
+	if c.CgroupPath != "" {
+		if sc.CgroupDirs, err = m.o.Cgroups.Dirs(c.CgroupPath); err != nil {
+			return nil, fmt.Errorf("cgroup of container %s: %w", id, err)
+		}
+	}
+	raw, err := json.Marshal(sc)
 	if err != nil {
 		return nil, fmt.Errorf("encode spawn config of container %s: %w", id, err)
 	}

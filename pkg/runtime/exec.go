@@ -29,8 +29,12 @@ func (c *Container) Exec(ctx context.Context, proc *specs.Process, stdio Stdio) 
 		return nil, ErrNotRunning
 	default:
 	}
+	spec, err := c.spec()
+	if err != nil {
+		return nil, fmt.Errorf("exec in container pid %d: %w", c.Pid, err)
+	}
 	alive := func() error { return c.Signal(0) }
-	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, SpecSeccomp(c.Spec), nil, stdio)
+	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, SpecSeccomp(spec), nil, stdio)
 }
 
 // ExecTarget is a running container as seen by a process that is not its parent (the

@@ -66,6 +66,8 @@ type spawnOptions struct {
 	cgroupPath string
 	cgm        *cgroups.Manager
 	config     childConfig
+	// rawConfig, when set, is sent instead of config: the config already in JSON.
+	rawConfig []byte
 }
 
 // spawn starts a sealed copy of this binary with the given subcommand from a thread in the
@@ -124,12 +126,20 @@ func spawn(ctx context.Context, o spawnOptions) (_ *Process, retErr error) {
 			return nil, err
 		}
 	}
-	if err := json.NewEncoder(cfgW).Encode(o.config); err != nil {
+	if err := sendConfig(cfgW, o); err != nil {
 		return nil, fmt.Errorf("send config to %s: %w", o.command, err)
 	}
 	_ = cfgW.Close()
 	klog.FromContext(ctx).V(4).Info("Spawned child", "command", o.command, "pid", p.Pid)
 	return p, nil
+}
+
+func sendConfig(w *os.File, o spawnOptions) error {
+	if o.rawConfig != nil {
+		_, err := w.Write(o.rawConfig)
+		return err
+	}
+	return json.NewEncoder(w).Encode(o.config)
 }
 
 // childCmd builds the exec.Cmd. On cgroup v2 it also returns the open cgroup directory for
@@ -254,10 +264,10 @@ func (p *Process) Signal(sig syscall.Signal) error {
 }
 
 // Spec-derived spawn parameters shared by Create.
-func specNamespaces(s *specs.Spec) (ns.Paths, uintptr, error) {
+func specNamespaces(nss []specs.LinuxNamespace) (ns.Paths, uintptr, error) {
 	var paths ns.Paths
 	var flags uintptr
-	for _, n := range s.Linux.Namespaces {
+	for _, n := range nss {
 		switch n.Type {
 		case specs.NetworkNamespace:
 			paths.Net = n.Path

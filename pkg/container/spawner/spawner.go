@@ -24,6 +24,10 @@ import (
 // and the cgroup at spec.Linux.CgroupsPath already exists). The monitor passes it unread.
 type Config struct {
 	Spec *specs.Spec `json:"spec"`
+	// CgroupDirs are the directories of spec.Linux.CgroupsPath (cgroups.Manager.Dirs) as
+	// the daemon resolved them when it created the cgroup: the monitor would otherwise
+	// resolve them itself, reading the mount table in every new monitor process.
+	CgroupDirs map[string]string `json:"cgroupDirs,omitempty"`
 }
 
 // Spawner creates container processes with the built-in runtime; the monitor runs it
@@ -38,25 +42,69 @@ var _ monitor.Spawner = (*Spawner)(nil)
 // Create spawns the container's init, blocked until Start. The rootfs and cgroup belong to
 // the daemon (it created them and removes them with the container), so the runtime is told
 // it does not own them.
+//
+// The spec goes to the init as the daemon encoded it: the monitor reads only the few
+// fields it needs (see runtime.CreateJSON), and decodes the whole spec only when it must
+// change it (an oom_score_adj below what the monitor may give).
 func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor.Process, error) {
-	var cfg Config
+	var cfg rawConfig
 	if err := json.Unmarshal(req.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("decode spawn config of container %s: %w", req.ID, err)
 	}
-	if cfg.Spec == nil || cfg.Spec.Linux == nil {
+	var v specView
+	if len(cfg.Spec) > 0 {
+		if err := json.Unmarshal(cfg.Spec, &v); err != nil {
+			return nil, fmt.Errorf("decode spec of container %s: %w", req.ID, err)
+		}
+	}
+	if v.Linux == nil {
 		return nil, fmt.Errorf("spawn config of container %s: no spec", req.ID)
 	}
 	cgm := s.Cgroups
 	if cgm == nil {
 		cgm = cgroups.New()
 	}
-	clampOOMScoreAdj(cfg.Spec)
-	oom := newOOMBaseline(cgm, cfg.Spec.Linux.CgroupsPath)
-	c, err := runtime.Create(ctx, cfg.Spec, nil, runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}, cgm)
+	if p := v.Linux.CgroupsPath; p != "" && len(cfg.CgroupDirs) > 0 {
+		pinned, err := cgm.WithDirs(p, cfg.CgroupDirs)
+		if err != nil {
+			return nil, fmt.Errorf("spawn config of container %s: %w", req.ID, err)
+		}
+		cgm = pinned
+	}
+	oom := newOOMBaseline(cgm, v.Linux.CgroupsPath)
+	stdio := runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}
+	var c *runtime.Container
+	var err error
+	if v.Process != nil && v.Process.OOMScoreAdj != nil && *v.Process.OOMScoreAdj < OOMScoreAdjFloor() {
+		var spec specs.Spec
+		if err := json.Unmarshal(cfg.Spec, &spec); err != nil {
+			return nil, fmt.Errorf("decode spec of container %s: %w", req.ID, err)
+		}
+		clampOOMScoreAdj(&spec)
+		c, err = runtime.Create(ctx, &spec, nil, stdio, cgm)
+	} else {
+		c, err = runtime.CreateJSON(ctx, cfg.Spec, stdio, cgm)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("built-in runtime: %w", err)
 	}
 	return &process{c: c, pid: c.Pid, oom: oom}, nil
+}
+
+// rawConfig is Config with the spec left encoded.
+type rawConfig struct {
+	Spec       json.RawMessage   `json:"spec"`
+	CgroupDirs map[string]string `json:"cgroupDirs,omitempty"`
+}
+
+// specView is the part of the spec the spawner reads itself.
+type specView struct {
+	Process *struct {
+		OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
+	} `json:"process"`
+	Linux *struct {
+		CgroupsPath string `json:"cgroupsPath,omitempty"`
+	} `json:"linux"`
 }
 
 // process adapts a runtime.Container to monitor.Process.
