@@ -6,7 +6,6 @@ package cgroups
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path"
 	"strings"
@@ -77,9 +76,6 @@ func (r *Resources) validate(v2 bool) error {
 // Manager creates and manages cgroups by path relative to the cgroup root(s).
 type Manager struct {
 	v2 bool
-	// pinPath and pinDirs are one cgroup's directories handed over by WithDirs.
-	pinPath string
-	pinDirs map[string]string
 }
 
 // New returns a manager for the cgroup layout of this host.
@@ -231,9 +227,6 @@ func (m *Manager) Remove(p string) error {
 
 // Dirs returns the absolute directory of the cgroup per controller ("" key on v2).
 func (m *Manager) Dirs(p string) (map[string]string, error) {
-	if dirs := m.pinned(p); dirs != nil {
-		return maps.Clone(dirs), nil
-	}
 	mgr, err := m.libManager(p, nil)
 	if err != nil {
 		return nil, err

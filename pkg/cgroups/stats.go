@@ -78,9 +78,6 @@ func (m *Manager) Stats(p string) (*Stats, error) {
 // OOMKillCount reads how many processes the OOM killer killed in the cgroup since it was
 // created (v1 memory.oom_control oom_kill, v2 memory.events oom_kill).
 func (m *Manager) OOMKillCount(p string) (uint64, error) {
-	if dirs := m.pinned(p); dirs != nil {
-		return m.pinnedOOMKillCount(p, dirs)
-	}
 	mgr, err := m.libManager(p, nil)
 	if err != nil {
 		return 0, err

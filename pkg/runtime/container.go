@@ -12,8 +12,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"k8s.io/klog/v2"
-
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 )
 
 // ErrStarted is returned by Start for a process that was already started.
@@ -25,7 +23,7 @@ var ErrStarted = errors.New("container already started")
 // init sets up the rootfs (already mounted at spec.Root.Path, see MountRootfs) and then
 // waits: the container is CREATED until Start. cgm may be nil when CgroupsPath is "".
 // rootfs may be nil when the caller owns the rootfs; otherwise Delete removes it.
-func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, cgm *cgroups.Manager) (*Container, error) {
+func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, cgm Cgroups) (*Container, error) {
 	if spec == nil || spec.Process == nil || spec.Root == nil || spec.Linux == nil {
 		return nil, fmt.Errorf("create container: the spec needs process, root and linux")
 	}
@@ -45,7 +43,7 @@ func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, 
 // milliseconds per container in a fresh process (encoding/json builds its per-type tables
 // on first use). The container's Spec is decoded when first needed (Exec). The caller owns
 // the rootfs.
-func CreateJSON(ctx context.Context, spec json.RawMessage, stdio Stdio, cgm *cgroups.Manager) (*Container, error) {
+func CreateJSON(ctx context.Context, spec json.RawMessage, stdio Stdio, cgm Cgroups) (*Container, error) {
 	var v specView
 	if err := json.Unmarshal(spec, &v); err != nil {
 		return nil, fmt.Errorf("create container: decode spec: %w", err)
@@ -85,7 +83,7 @@ type viewLinux struct {
 }
 
 // create spawns the init with cfg, or rawCfg when it is set (cfg already in JSON).
-func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, stdio Stdio, cgm *cgroups.Manager) (*Container, error) {
+func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, stdio Stdio, cgm Cgroups) (*Container, error) {
 	if len(v.Process.Args) == 0 {
 		return nil, fmt.Errorf("create container: empty process args")
 	}
@@ -217,7 +215,7 @@ func (c *Container) Delete(ctx context.Context) error {
 
 // removeCgroup retries briefly: after the init is reaped, the kernel may still be tearing
 // down the other processes of the PID namespace, and rmdir fails while they are listed.
-func removeCgroup(cgm *cgroups.Manager, path string) error {
+func removeCgroup(cgm Cgroups, path string) error {
 	var err error
 	for i := 0; i < 50; i++ {
 		if err = cgm.Remove(path); err == nil {

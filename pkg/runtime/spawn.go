@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/ns"
 )
 
@@ -49,7 +48,7 @@ type Process struct {
 	done chan struct{} // closed when waited
 
 	cgroupPath string
-	cgm        *cgroups.Manager
+	cgm        Cgroups
 }
 
 // spawnOptions describe one child of the binary ("init" or "exec-helper").
@@ -64,7 +63,7 @@ type spawnOptions struct {
 	// nil makes or reopens one for this spawn (sealedSelf).
 	exe        *os.File
 	cgroupPath string
-	cgm        *cgroups.Manager
+	cgm        Cgroups
 	config     childConfig
 	// rawConfig, when set, is sent instead of config: the config already in JSON.
 	rawConfig []byte
@@ -303,7 +302,7 @@ func specNamespaces(nss []specs.LinuxNamespace) (ns.Paths, uintptr, error) {
 // joinCgroupV1 writes pid to cgroup.procs in every hierarchy where the cgroup exists.
 // cgroups.Manager.Create skips hierarchies it sets nothing in (devices), and AddProcess
 // would fail on those; a hierarchy without the cgroup keeps the process in its parent's.
-func joinCgroupV1(cgm *cgroups.Manager, path string, pid int) error {
+func joinCgroupV1(cgm Cgroups, path string, pid int) error {
 	dirs, err := cgm.Dirs(path)
 	if err != nil {
 		return err

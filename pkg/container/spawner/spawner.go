@@ -14,7 +14,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
@@ -32,10 +31,7 @@ type Config struct {
 
 // Spawner creates container processes with the built-in runtime; the monitor runs it
 // (cri-mini monitor). It implements monitor.Spawner.
-type Spawner struct {
-	// Cgroups places the init in its cgroup; nil means cgroups.New().
-	Cgroups *cgroups.Manager
-}
+type Spawner struct{}
 
 var _ monitor.Spawner = (*Spawner)(nil)
 
@@ -60,30 +56,31 @@ func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor
 	if v.Linux == nil {
 		return nil, fmt.Errorf("spawn config of container %s: no spec", req.ID)
 	}
-	cgm := s.Cgroups
-	if cgm == nil {
-		cgm = cgroups.New()
-	}
-	if p := v.Linux.CgroupsPath; p != "" && len(cfg.CgroupDirs) > 0 {
-		pinned, err := cgm.WithDirs(p, cfg.CgroupDirs)
+	var (
+		cg  runtime.Cgroups // nil interface when the container has no cgroup
+		oom oomBaseline
+	)
+	if p := v.Linux.CgroupsPath; p != "" {
+		dirs, err := newCgroupDirs(p, cfg.CgroupDirs)
 		if err != nil {
 			return nil, fmt.Errorf("spawn config of container %s: %w", req.ID, err)
 		}
-		cgm = pinned
+		cg, oom = dirs, newOOMBaseline(dirs, p)
 	}
-	oom := newOOMBaseline(cgm, v.Linux.CgroupsPath)
 	stdio := runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}
-	var c *runtime.Container
-	var err error
+	var (
+		c   *runtime.Container
+		err error
+	)
 	if v.Process != nil && v.Process.OOMScoreAdj != nil && *v.Process.OOMScoreAdj < OOMScoreAdjFloor() {
 		var spec specs.Spec
 		if err := json.Unmarshal(cfg.Spec, &spec); err != nil {
 			return nil, fmt.Errorf("decode spec of container %s: %w", req.ID, err)
 		}
 		clampOOMScoreAdj(&spec)
-		c, err = runtime.Create(ctx, &spec, nil, stdio, cgm)
+		c, err = runtime.Create(ctx, &spec, nil, stdio, cg)
 	} else {
-		c, err = runtime.CreateJSON(ctx, cfg.Spec, stdio, cgm)
+		c, err = runtime.CreateJSON(ctx, cfg.Spec, stdio, cg)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("built-in runtime: %w", err)
