@@ -114,7 +114,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	recorded = true
 	undo = append(undo, func(context.Context) error { return m.releaseResources(&c) })
 
-	spec, err := m.prepare(ctx, sb, nsPaths, img, &c)
+	spec, cgroupDirs, err := m.prepare(ctx, sb, nsPaths, img, &c)
 	if err != nil {
 		return nil, err
 	}
@@ -125,13 +125,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 			return nil, fmt.Errorf("create log directory of container %s: %w", id, err)
 		}
 	}
-	sc := spawner.Config{Spec: spec}
-	if c.CgroupPath != "" {
-		if sc.CgroupDirs, err = m.o.Cgroups.Dirs(c.CgroupPath); err != nil {
-			return nil, fmt.Errorf("cgroup of container %s: %w", id, err)
-		}
-	}
-	raw, err := json.Marshal(sc)
+	raw, err := json.Marshal(spawner.Config{Spec: spec, CgroupDirs: cgroupDirs})
 	if err != nil {
 		return nil, fmt.Errorf("encode spawn config of container %s: %w", id, err)
 	}
@@ -160,16 +154,17 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	return &out, nil
 }
 
-// prepare mounts the rootfs, resolves the user, creates the cgroup and builds the spec.
-// Its side effects are undone by releaseResources.
-func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runtime.SandboxPaths, img *image.Image, c *Container) (*specs.Spec, error) {
+// prepare mounts the rootfs, resolves the user, creates the cgroup and builds the spec; it
+// returns the spec and the cgroup's directories (nil without a cgroup). Its side effects
+// are undone by releaseResources.
+func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runtime.SandboxPaths, img *image.Image, c *Container) (*specs.Spec, map[string]string, error) {
 	base, dirs, err := m.o.Images.LowerDirs(img.ID)
 	if err != nil {
-		return nil, fmt.Errorf("layers of image %s: %w", img.ID, err)
+		return nil, nil, fmt.Errorf("layers of image %s: %w", img.ID, err)
 	}
 	rootfs, err := runtime.MountRootfs(base, dirs, c.RootfsDir)
 	if err != nil {
-		return nil, fmt.Errorf("mount rootfs of container %s: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("mount rootfs of container %s: %w", c.ID, err)
 	}
 	resolve := runtime.ResolveUser
 	if c.Config.SupplementalGroupsStrict {
@@ -177,12 +172,12 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 	}
 	user, err := resolve(rootfs.Path, userSpec(c.Config, img.Config.User), c.Config.SupplementalGroups)
 	if err != nil {
-		return nil, fmt.Errorf("resolve user of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("resolve user of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
 	cfg := c.Config
 	sec, err := securityOptions(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("security context of container %s: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("security context of container %s: %w", c.ID, err)
 	}
 	spec, err := runtime.BuildSpec(runtime.SpecOptions{
 		Image: runtime.ImageConfig{
@@ -202,21 +197,22 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 		Security:    sec,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
 	// After BuildSpec: the capability-dependent rules of the default profile read the
 	// spec's bounding set.
 	if err := setSeccomp(spec, c.Config); err != nil {
-		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	applyResourcesToSpec(spec, cfg, spawner.OOMScoreAdjFloor())
+	var cgroupDirs map[string]string
 	if c.CgroupPath != "" {
 		// After the spec: the cgroup's device rules come from it.
-		if _, err := m.o.Cgroups.Create(c.CgroupPath, cgroupResources(cfg, spec)); err != nil {
-			return nil, fmt.Errorf("create cgroup of container %s: %w", c.ID, err)
+		if cgroupDirs, _, err = m.o.Cgroups.CreateDirs(c.CgroupPath, cgroupResources(cfg, spec)); err != nil {
+			return nil, nil, fmt.Errorf("create cgroup of container %s: %w", c.ID, err)
 		}
 	}
-	return spec, nil
+	return spec, cgroupDirs, nil
 }
 
 // userSpec is the user the container runs as, in ResolveUser's syntax.
