@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -288,30 +289,37 @@ func (m *Manager) deleteRecord(id string) error {
 }
 
 // releaseResources unmounts and removes the rootfs and removes the cgroup; both steps are
-// idempotent.
+// idempotent. They are independent and mostly wait in the kernel, so they run together:
+// RemoveContainer would otherwise wait for their sum.
 func (m *Manager) releaseResources(c *Container) error {
+	var (
+		wg    sync.WaitGroup
+		cgErr error
+	)
+	if c.CgroupPath != "" {
+		wg.Go(func() {
+			if err := m.removeCgroup(c.CgroupPath); err != nil {
+				cgErr = fmt.Errorf("remove cgroup of container %s: %w", c.ID, err)
+			}
+		})
+	}
 	var errs []error
 	if err := runtime.RemoveRootfs(c.RootfsDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove rootfs of container %s: %w", c.ID, err))
 	}
-	if c.CgroupPath != "" {
-		if err := m.removeCgroup(c.CgroupPath); err != nil {
-			errs = append(errs, fmt.Errorf("remove cgroup of container %s: %w", c.ID, err))
-		}
-	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(append(errs, cgErr)...)
 }
 
 // removeCgroup retries briefly: right after the init is reaped the kernel may still list
 // the other processes of its PID namespace, and rmdir fails while it does. That lasts a
 // millisecond or two, so the wait starts at 1 ms and doubles up to 20 ms (about 1 s in all).
+// Removing a cgroup that is gone succeeds, so no existence check comes first (each is one
+// more library manager, which looks up every hierarchy again).
 func (m *Manager) removeCgroup(p string) error {
 	var err error
 	wait := time.Millisecond
 	for i := 0; i < 55; i++ {
-		if !m.o.Cgroups.Exists(p) {
-			return nil
-		}
 		if err = m.o.Cgroups.Remove(p); err == nil {
 			return nil
 		}
