@@ -6,6 +6,7 @@ package cgroups
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"strings"
@@ -159,7 +160,12 @@ func (m *Manager) Exists(p string) bool {
 	if err != nil {
 		return false
 	}
-	for _, dir := range mgr.GetPaths() {
+	return anyDir(mgr.GetPaths())
+}
+
+// anyDir reports whether one of the cgroup's directories exists.
+func anyDir(dirs map[string]string) bool {
+	for _, dir := range dirs {
 		if st, err := os.Stat(dir); err == nil && st.IsDir() {
 			return true
 		}
@@ -171,14 +177,23 @@ func (m *Manager) Exists(p string) bool {
 // applies r. created reports whether it did not exist before, so the caller only removes
 // what it made. On error a cgroup created here is removed again.
 func (m *Manager) Create(p string, r *Resources) (created bool, retErr error) {
+	_, created, err := m.CreateDirs(p, r)
+	return created, err
+}
+
+// CreateDirs is Create that also returns the cgroup's directories (as Dirs does), from the
+// one library manager it uses: each manager the library makes looks up every hierarchy's
+// mount point again (some fifty system calls on cgroup v1).
+func (m *Manager) CreateDirs(p string, r *Resources) (dirs map[string]string, created bool, retErr error) {
 	if err := m.Validate(r); err != nil {
-		return false, err
+		return nil, false, err
 	}
-	existed := m.Exists(p)
 	mgr, err := m.libManager(p, r)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
+	dirs = maps.Clone(mgr.GetPaths()) // the library's own map, which Apply may change
+	existed := anyDir(dirs)
 	defer func() {
 		if retErr != nil && !existed {
 			_ = mgr.Destroy()
@@ -186,12 +201,12 @@ func (m *Manager) Create(p string, r *Resources) (created bool, retErr error) {
 	}()
 	// Apply(-1) creates the directories only.
 	if err := mgr.Apply(-1); err != nil {
-		return false, fmt.Errorf("create cgroup %s: %w", p, err)
+		return nil, false, fmt.Errorf("create cgroup %s: %w", p, err)
 	}
 	if err := mgr.Set(m.toLib(r)); err != nil {
-		return false, fmt.Errorf("set resources on cgroup %s: %w", p, err)
+		return nil, false, fmt.Errorf("set resources on cgroup %s: %w", p, err)
 	}
-	return !existed, nil
+	return dirs, !existed, nil
 }
 
 // Update applies r to an existing cgroup.

@@ -186,3 +186,36 @@ func TestAddProcess(t *testing.T) {
 		t.Fatal("AddProcess to a cgroup that does not exist succeeded")
 	}
 }
+
+// TestCreateDirs: the directories CreateDirs returns are Dirs', and created says whether
+// this call made the cgroup.
+func TestCreateDirs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates cgroups")
+	}
+	m := New()
+	p := "/" + randName(t)
+	t.Cleanup(func() { _ = m.Remove(p) })
+	dirs, created, err := m.CreateDirs(p, &Resources{PidsLimit: 64})
+	if err != nil || !created {
+		t.Fatalf("CreateDirs = %v, %v; want created", created, err)
+	}
+	want, err := m.Dirs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) != len(want) {
+		t.Fatalf("CreateDirs dirs %v, Dirs %v", dirs, want)
+	}
+	for k, d := range want {
+		if dirs[k] != d {
+			t.Fatalf("CreateDirs dirs %v, Dirs %v", dirs, want)
+		}
+	}
+	if got := readFirst(t, dirs, "pids", "pids.max"); got != "64" {
+		t.Errorf("pids.max = %q, want 64", got)
+	}
+	if _, again, err := m.CreateDirs(p, nil); err != nil || again {
+		t.Fatalf("second CreateDirs: created = %v, err = %v; want false, nil", again, err)
+	}
+}

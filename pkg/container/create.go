@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -114,7 +115,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	recorded = true
 	undo = append(undo, func(context.Context) error { return m.releaseResources(&c) })
 
-	spec, err := m.prepare(ctx, sb, nsPaths, img, &c)
+	spec, cgroupDirs, err := m.prepare(ctx, sb, nsPaths, img, &c)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +126,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 			return nil, fmt.Errorf("create log directory of container %s: %w", id, err)
 		}
 	}
-	raw, err := json.Marshal(spawner.Config{Spec: spec})
+	raw, err := json.Marshal(spawner.Config{Spec: spec, CgroupDirs: cgroupDirs})
 	if err != nil {
 		return nil, fmt.Errorf("encode spawn config of container %s: %w", id, err)
 	}
@@ -154,16 +155,17 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	return &out, nil
 }
 
-// prepare mounts the rootfs, resolves the user, creates the cgroup and builds the spec.
-// Its side effects are undone by releaseResources.
-func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runtime.SandboxPaths, img *image.Image, c *Container) (*specs.Spec, error) {
+// prepare mounts the rootfs, resolves the user, creates the cgroup and builds the spec; it
+// returns the spec and the cgroup's directories (nil without a cgroup). Its side effects
+// are undone by releaseResources.
+func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runtime.SandboxPaths, img *image.Image, c *Container) (*specs.Spec, map[string]string, error) {
 	base, dirs, err := m.o.Images.LowerDirs(img.ID)
 	if err != nil {
-		return nil, fmt.Errorf("layers of image %s: %w", img.ID, err)
+		return nil, nil, fmt.Errorf("layers of image %s: %w", img.ID, err)
 	}
 	rootfs, err := runtime.MountRootfs(base, dirs, c.RootfsDir)
 	if err != nil {
-		return nil, fmt.Errorf("mount rootfs of container %s: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("mount rootfs of container %s: %w", c.ID, err)
 	}
 	resolve := runtime.ResolveUser
 	if c.Config.SupplementalGroupsStrict {
@@ -171,12 +173,12 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 	}
 	user, err := resolve(rootfs.Path, userSpec(c.Config, img.Config.User), c.Config.SupplementalGroups)
 	if err != nil {
-		return nil, fmt.Errorf("resolve user of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("resolve user of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
 	cfg := c.Config
 	sec, err := securityOptions(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("security context of container %s: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("security context of container %s: %w", c.ID, err)
 	}
 	spec, err := runtime.BuildSpec(runtime.SpecOptions{
 		Image: runtime.ImageConfig{
@@ -196,21 +198,22 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 		Security:    sec,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
+		return nil, nil, fmt.Errorf("build spec of container %s: %w: %w", c.ID, err, store.ErrInvalidArgument)
 	}
 	// After BuildSpec: the capability-dependent rules of the default profile read the
 	// spec's bounding set.
 	if err := setSeccomp(spec, c.Config); err != nil {
-		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+		return nil, nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}
 	applyResourcesToSpec(spec, cfg, spawner.OOMScoreAdjFloor())
+	var cgroupDirs map[string]string
 	if c.CgroupPath != "" {
 		// After the spec: the cgroup's device rules come from it.
-		if _, err := m.o.Cgroups.Create(c.CgroupPath, cgroupResources(cfg, spec)); err != nil {
-			return nil, fmt.Errorf("create cgroup of container %s: %w", c.ID, err)
+		if cgroupDirs, _, err = m.o.Cgroups.CreateDirs(c.CgroupPath, cgroupResources(cfg, spec)); err != nil {
+			return nil, nil, fmt.Errorf("create cgroup of container %s: %w", c.ID, err)
 		}
 	}
-	return spec, nil
+	return spec, cgroupDirs, nil
 }
 
 // userSpec is the user the container runs as, in ResolveUser's syntax.
@@ -286,30 +289,37 @@ func (m *Manager) deleteRecord(id string) error {
 }
 
 // releaseResources unmounts and removes the rootfs and removes the cgroup; both steps are
-// idempotent.
+// idempotent. They are independent and mostly wait in the kernel, so they run together:
+// RemoveContainer would otherwise wait for their sum.
 func (m *Manager) releaseResources(c *Container) error {
+	var (
+		wg    sync.WaitGroup
+		cgErr error
+	)
+	if c.CgroupPath != "" {
+		wg.Go(func() {
+			if err := m.removeCgroup(c.CgroupPath); err != nil {
+				cgErr = fmt.Errorf("remove cgroup of container %s: %w", c.ID, err)
+			}
+		})
+	}
 	var errs []error
 	if err := runtime.RemoveRootfs(c.RootfsDir); err != nil {
 		errs = append(errs, fmt.Errorf("remove rootfs of container %s: %w", c.ID, err))
 	}
-	if c.CgroupPath != "" {
-		if err := m.removeCgroup(c.CgroupPath); err != nil {
-			errs = append(errs, fmt.Errorf("remove cgroup of container %s: %w", c.ID, err))
-		}
-	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(append(errs, cgErr)...)
 }
 
 // removeCgroup retries briefly: right after the init is reaped the kernel may still list
 // the other processes of its PID namespace, and rmdir fails while it does. That lasts a
 // millisecond or two, so the wait starts at 1 ms and doubles up to 20 ms (about 1 s in all).
+// Removing a cgroup that is gone succeeds, so no existence check comes first (each is one
+// more library manager, which looks up every hierarchy again).
 func (m *Manager) removeCgroup(p string) error {
 	var err error
 	wait := time.Millisecond
 	for i := 0; i < 55; i++ {
-		if !m.o.Cgroups.Exists(p) {
-			return nil
-		}
 		if err = m.o.Cgroups.Remove(p); err == nil {
 			return nil
 		}

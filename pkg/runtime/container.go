@@ -2,16 +2,16 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"k8s.io/klog/v2"
-
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 )
 
 // ErrStarted is returned by Start for a process that was already started.
@@ -23,17 +23,74 @@ var ErrStarted = errors.New("container already started")
 // init sets up the rootfs (already mounted at spec.Root.Path, see MountRootfs) and then
 // waits: the container is CREATED until Start. cgm may be nil when CgroupsPath is "".
 // rootfs may be nil when the caller owns the rootfs; otherwise Delete removes it.
-func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, cgm *cgroups.Manager) (*Container, error) {
+func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, cgm Cgroups) (*Container, error) {
 	if spec == nil || spec.Process == nil || spec.Root == nil || spec.Linux == nil {
 		return nil, fmt.Errorf("create container: the spec needs process, root and linux")
 	}
-	if len(spec.Process.Args) == 0 {
+	v := specView{Process: &viewProcess{Terminal: spec.Process.Terminal, Args: spec.Process.Args},
+		Root: &viewRoot{Path: spec.Root.Path}, Linux: &viewLinux{CgroupsPath: spec.Linux.CgroupsPath, Namespaces: spec.Linux.Namespaces}}
+	c, err := create(ctx, &v, childConfig{Spec: spec}, nil, stdio, cgm)
+	if err != nil {
+		return nil, err
+	}
+	c.Spec, c.Rootfs = spec, rootfs
+	return c, nil
+}
+
+// CreateJSON is Create for a spec in its JSON form, which is handed to the init as it is.
+// A monitor creates each container from the spec the daemon sent and needs only a few of
+// its fields: decoding the whole spec there and encoding it again for the init cost a few
+// milliseconds per container in a fresh process (encoding/json builds its per-type tables
+// on first use). The container's Spec is decoded when first needed (Exec). The caller owns
+// the rootfs.
+func CreateJSON(ctx context.Context, spec json.RawMessage, stdio Stdio, cgm Cgroups) (*Container, error) {
+	var v specView
+	if err := json.Unmarshal(spec, &v); err != nil {
+		return nil, fmt.Errorf("create container: decode spec: %w", err)
+	}
+	if v.Process == nil || v.Root == nil || v.Linux == nil {
+		return nil, fmt.Errorf("create container: the spec needs process, root and linux")
+	}
+	raw := make([]byte, 0, len(spec)+len(`{"spec":}`)+1)
+	raw = append(append(append(raw, `{"spec":`...), spec...), "}\n"...)
+	c, err := create(ctx, &v, childConfig{}, raw, stdio, cgm)
+	if err != nil {
+		return nil, err
+	}
+	c.rawSpec = spec
+	return c, nil
+}
+
+// specView is the part of a spec the parent side of Create reads.
+type specView struct {
+	Process *viewProcess `json:"process"`
+	Root    *viewRoot    `json:"root"`
+	Linux   *viewLinux   `json:"linux"`
+}
+
+type viewProcess struct {
+	Terminal bool     `json:"terminal,omitempty"`
+	Args     []string `json:"args,omitempty"`
+}
+
+type viewRoot struct {
+	Path string `json:"path"`
+}
+
+type viewLinux struct {
+	CgroupsPath string                 `json:"cgroupsPath,omitempty"`
+	Namespaces  []specs.LinuxNamespace `json:"namespaces,omitempty"`
+}
+
+// create spawns the init with cfg, or rawCfg when it is set (cfg already in JSON).
+func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, stdio Stdio, cgm Cgroups) (*Container, error) {
+	if len(v.Process.Args) == 0 {
 		return nil, fmt.Errorf("create container: empty process args")
 	}
-	if spec.Linux.CgroupsPath != "" && cgm == nil {
-		return nil, fmt.Errorf("create container: cgroup %s given without a cgroup manager", spec.Linux.CgroupsPath)
+	if v.Linux.CgroupsPath != "" && cgm == nil {
+		return nil, fmt.Errorf("create container: cgroup %s given without a cgroup manager", v.Linux.CgroupsPath)
 	}
-	paths, flags, err := specNamespaces(spec)
+	paths, flags, err := specNamespaces(v.Linux.Namespaces)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -42,10 +99,11 @@ func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, 
 		ns:         paths,
 		cloneflags: flags,
 		stdio:      stdio,
-		terminal:   spec.Process.Terminal,
-		cgroupPath: spec.Linux.CgroupsPath,
+		terminal:   v.Process.Terminal,
+		cgroupPath: v.Linux.CgroupsPath,
 		cgm:        cgm,
-		config:     childConfig{Spec: spec},
+		config:     cfg,
+		rawConfig:  rawCfg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
@@ -56,16 +114,34 @@ func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, 
 		_ = p.sync.Close()
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	klog.FromContext(ctx).V(2).Info("Container created", "pid", p.Pid, "rootfs", spec.Root.Path)
-	return &Container{Process: p, Spec: spec, Rootfs: rootfs}, nil
+	klog.FromContext(ctx).V(2).Info("Container created", "pid", p.Pid, "rootfs", v.Root.Path)
+	return &Container{Process: p}, nil
 }
 
 // Container is a created container: its init process (PID 1 of its PID namespace, once
 // started the container's own program), its spec and its rootfs.
 type Container struct {
 	*Process
+	// Spec is nil for a container made by CreateJSON until spec decodes it.
 	Spec   *specs.Spec
 	Rootfs *Rootfs
+
+	rawSpec json.RawMessage // CreateJSON's spec
+	specMu  sync.Mutex      // guards Spec's lazy decoding
+}
+
+// spec returns the container's spec, decoding CreateJSON's on first use.
+func (c *Container) spec() (*specs.Spec, error) {
+	c.specMu.Lock()
+	defer c.specMu.Unlock()
+	if c.Spec == nil && c.rawSpec != nil {
+		var s specs.Spec
+		if err := json.Unmarshal(c.rawSpec, &s); err != nil {
+			return nil, fmt.Errorf("decode spec: %w", err)
+		}
+		c.Spec = &s
+	}
+	return c.Spec, nil
 }
 
 // Start lets the init execute the container's program and returns once it did (or failed
@@ -139,7 +215,7 @@ func (c *Container) Delete(ctx context.Context) error {
 
 // removeCgroup retries briefly: after the init is reaped, the kernel may still be tearing
 // down the other processes of the PID namespace, and rmdir fails while they are listed.
-func removeCgroup(cgm *cgroups.Manager, path string) error {
+func removeCgroup(cgm Cgroups, path string) error {
 	var err error
 	for i := 0; i < 50; i++ {
 		if err = cgm.Remove(path); err == nil {

@@ -163,6 +163,53 @@ func TestCreateFails(t *testing.T) {
 	}
 }
 
+// TestCreateJSON: a container created from the spec's JSON (the monitor's way) is set up
+// from the whole spec, and an exec into it gets the spec's seccomp filter once decoded.
+func TestCreateJSON(t *testing.T) {
+	needRoot(t)
+	p := newPod(t, false)
+	p.viaJSON = true
+	r := p.create(t, []string{"sh", "-c", "echo pid=$$; hostname; grep Seccomp: /proc/self/status; sleep 100"},
+		func(s *specs.Spec) {
+			s.Process.Cwd = "/tmp/json-cwd"
+			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+				{Names: []string{"mkdirat", "mkdir"}, Action: specs.ActErrno}}}
+		})
+	if r.c.Spec != nil {
+		t.Error("CreateJSON decoded the spec up front")
+	}
+	if err := r.c.Start(context.Background()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ep, err := r.c.Exec(context.Background(), &specs.Process{Args: []string{"sh", "-c", "pwd; mkdir /tmp/x && echo MKDIR-OK; grep Seccomp: /proc/self/status"},
+		Cwd: "/tmp/json-cwd", Env: []string{"PATH=/bin"}}, runtime.Stdio{Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	if _, err := ep.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out.Name())
+	if !strings.Contains(string(b), "/tmp/json-cwd") || strings.Contains(string(b), "MKDIR-OK") || !strings.Contains(string(b), "Seccomp:\t2") {
+		t.Errorf("exec did not run with the spec's working dir and seccomp filter:\n%s", b)
+	}
+	if r.c.Spec == nil || r.c.Spec.Process.Cwd != "/tmp/json-cwd" {
+		t.Error("the spec was not decoded for the exec")
+	}
+	_ = r.c.Signal(9)
+	got, _ := r.wait(t)
+	for _, w := range []string{"pid=1\n", "podhost\n", "Seccomp:\t2"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("container output lacks %q:\n%s", w, got)
+		}
+	}
+}
+
 func TestExec(t *testing.T) {
 	needRoot(t)
 	before := nsSnapshot(t)

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/ns"
 )
 
@@ -29,8 +28,12 @@ func (c *Container) Exec(ctx context.Context, proc *specs.Process, stdio Stdio) 
 		return nil, ErrNotRunning
 	default:
 	}
+	spec, err := c.spec()
+	if err != nil {
+		return nil, fmt.Errorf("exec in container pid %d: %w", c.Pid, err)
+	}
 	alive := func() error { return c.Signal(0) }
-	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, SpecSeccomp(c.Spec), nil, stdio)
+	return execIn(ctx, c.Pid, c.cgroupPath, c.cgm, alive, proc, SpecSeccomp(spec), nil, stdio)
 }
 
 // ExecTarget is a running container as seen by a process that is not its parent (the
@@ -39,7 +42,7 @@ type ExecTarget struct {
 	Pid int
 	// CgroupPath is the container's cgroup ("" when it has none); Cgroups manages it.
 	CgroupPath string
-	Cgroups    *cgroups.Manager
+	Cgroups    Cgroups
 	// StartedBy is a time at which the init already existed (when it was started): a
 	// process with this PID that began later is not the container's. Zero skips the check.
 	StartedBy time.Time
@@ -166,7 +169,7 @@ func processStart(pid int) (time.Time, error) {
 // from is still the container's, and spawns the exec helper. The helper's thread joins the
 // namespaces through the descriptors opened here (as /proc/self/fd paths), never by PID
 // again, so a recycled PID cannot slip in between the check and the join.
-func execIn(ctx context.Context, pid int, cgroupPath string, cgm *cgroups.Manager, alive func() error, proc *specs.Process, filter *specs.LinuxSeccomp, exe *os.File, stdio Stdio) (*Process, error) {
+func execIn(ctx context.Context, pid int, cgroupPath string, cgm Cgroups, alive func() error, proc *specs.Process, filter *specs.LinuxSeccomp, exe *os.File, stdio Stdio) (*Process, error) {
 	if proc == nil || len(proc.Args) == 0 {
 		return nil, fmt.Errorf("exec: empty process args")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -60,6 +61,8 @@ type pod struct {
 	cgm    *cgroups.Manager
 	cgroup string
 	layers string // image layer base dir
+	// viaJSON creates containers with CreateJSON (the monitor's way) instead of Create.
+	viaJSON bool
 }
 
 func randID(t *testing.T) string {
@@ -202,7 +205,19 @@ func (p *pod) tryCreate(t *testing.T, args []string, mutate func(*specs.Spec)) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := runtime.Create(ctx, spec, rootfs, runtime.Stdio{Stdout: out, Stderr: out}, p.cgm)
+	var c *runtime.Container
+	if p.viaJSON {
+		raw, merr := json.Marshal(spec)
+		if merr != nil {
+			t.Fatal(merr)
+		}
+		c, err = runtime.CreateJSON(ctx, raw, runtime.Stdio{Stdout: out, Stderr: out}, p.cgm)
+		if err == nil {
+			c.Rootfs = rootfs // removed by Delete, as Create's
+		}
+	} else {
+		c, err = runtime.Create(ctx, spec, rootfs, runtime.Stdio{Stdout: out, Stderr: out}, p.cgm)
+	}
 	if err != nil {
 		if rerr := runtime.RemoveRootfs(dir); rerr != nil {
 			t.Errorf("remove rootfs after failed create: %v", rerr)

@@ -165,10 +165,13 @@ func mountOn(target string, m specs.Mount, bind bool, flags uintptr, data string
 // (binding instead of mknod keeps working inside a user namespace later), the spec's
 // devices, /dev/ptmx for the devpts instance and the fd links.
 func setupDev(root *os.File, rootfs string, spec *specs.Spec) error {
+	dev, err := pathrs.MkdirAllHandle(root, "/dev", 0o755)
+	if err != nil {
+		return fmt.Errorf("open /dev in the rootfs: %w", err)
+	}
+	defer dev.Close()
 	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		if err := mountOne(root, rootfs, specs.Mount{
-			Destination: "/dev/" + n, Type: "bind", Source: "/dev/" + n, Options: []string{"bind"},
-		}); err != nil {
+		if err := bindDevNode(dev, n); err != nil {
 			return err
 		}
 	}
@@ -177,11 +180,6 @@ func setupDev(root *os.File, rootfs string, spec *specs.Spec) error {
 			return err
 		}
 	}
-	dev, err := pathrs.OpenatInRoot(root, "/dev")
-	if err != nil {
-		return fmt.Errorf("open /dev in the rootfs: %w", err)
-	}
-	defer dev.Close()
 	links := [][2]string{
 		{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
 		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {"/proc/kcore", "core"},
@@ -198,6 +196,34 @@ func setupDev(root *os.File, rootfs string, spec *specs.Spec) error {
 		}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// bindDevNode binds the host's /dev/<name> onto a file of that name in dev (the rootfs's
+// /dev, resolved inside the rootfs once for all nodes). The name is one path component
+// opened with O_NOFOLLOW relative to that handle, and a symlink or directory there is
+// refused, so the target cannot be redirected out of the directory: what mountTarget
+// would resolve, without resolving /dev again (and checking the result through procfs)
+// for each node. An existing node is opened O_PATH: opening a device can act on it.
+func bindDevNode(dev *os.File, name string) error {
+	fd, err := unix.Openat(int(dev.Fd()), name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		fd, err = unix.Openat(int(dev.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("create mount point /dev/%s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat mount point /dev/%s: %w", name, err)
+	}
+	if t := st.Mode & unix.S_IFMT; t == unix.S_IFLNK || t == unix.S_IFDIR {
+		return fmt.Errorf("mount point /dev/%s in the rootfs is not a file (mode %o)", name, st.Mode)
+	}
+	if err := unix.Mount("/dev/"+name, "/proc/self/fd/"+strconv.Itoa(fd), "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind /dev/%s on /dev/%s: %w", name, name, err)
 	}
 	return nil
 }

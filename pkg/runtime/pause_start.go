@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/ns"
 )
 
@@ -28,7 +27,7 @@ type PauseOptions struct {
 	NS ns.Paths
 	// CgroupPath is the cgroup the pause runs in (it must exist).
 	CgroupPath string
-	Cgroups    *cgroups.Manager
+	Cgroups    Cgroups
 	// Commit runs once the pause runs, is in its cgroup and has not done anything yet; it
 	// records the pause. An error kills the pause; a pause whose starter dies before Commit
 	// returns exits by itself.

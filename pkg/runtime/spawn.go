@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/ns"
 )
 
@@ -49,7 +48,7 @@ type Process struct {
 	done chan struct{} // closed when waited
 
 	cgroupPath string
-	cgm        *cgroups.Manager
+	cgm        Cgroups
 }
 
 // spawnOptions describe one child of the binary ("init" or "exec-helper").
@@ -64,8 +63,10 @@ type spawnOptions struct {
 	// nil makes or reopens one for this spawn (sealedSelf).
 	exe        *os.File
 	cgroupPath string
-	cgm        *cgroups.Manager
+	cgm        Cgroups
 	config     childConfig
+	// rawConfig, when set, is sent instead of config: the config already in JSON.
+	rawConfig []byte
 }
 
 // spawn starts a sealed copy of this binary with the given subcommand from a thread in the
@@ -124,12 +125,20 @@ func spawn(ctx context.Context, o spawnOptions) (_ *Process, retErr error) {
 			return nil, err
 		}
 	}
-	if err := json.NewEncoder(cfgW).Encode(o.config); err != nil {
+	if err := sendConfig(cfgW, o); err != nil {
 		return nil, fmt.Errorf("send config to %s: %w", o.command, err)
 	}
 	_ = cfgW.Close()
 	klog.FromContext(ctx).V(4).Info("Spawned child", "command", o.command, "pid", p.Pid)
 	return p, nil
+}
+
+func sendConfig(w *os.File, o spawnOptions) error {
+	if o.rawConfig != nil {
+		_, err := w.Write(o.rawConfig)
+		return err
+	}
+	return json.NewEncoder(w).Encode(o.config)
 }
 
 // childCmd builds the exec.Cmd. On cgroup v2 it also returns the open cgroup directory for
@@ -254,10 +263,10 @@ func (p *Process) Signal(sig syscall.Signal) error {
 }
 
 // Spec-derived spawn parameters shared by Create.
-func specNamespaces(s *specs.Spec) (ns.Paths, uintptr, error) {
+func specNamespaces(nss []specs.LinuxNamespace) (ns.Paths, uintptr, error) {
 	var paths ns.Paths
 	var flags uintptr
-	for _, n := range s.Linux.Namespaces {
+	for _, n := range nss {
 		switch n.Type {
 		case specs.NetworkNamespace:
 			paths.Net = n.Path
@@ -293,7 +302,7 @@ func specNamespaces(s *specs.Spec) (ns.Paths, uintptr, error) {
 // joinCgroupV1 writes pid to cgroup.procs in every hierarchy where the cgroup exists.
 // cgroups.Manager.Create skips hierarchies it sets nothing in (devices), and AddProcess
 // would fail on those; a hierarchy without the cgroup keeps the process in its parent's.
-func joinCgroupV1(cgm *cgroups.Manager, path string, pid int) error {
+func joinCgroupV1(cgm Cgroups, path string, pid int) error {
 	dirs, err := cgm.Dirs(path)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/cri-mini/cri-mini/pkg/cni"
@@ -295,6 +296,16 @@ func (m *Manager) releaseNetwork(ctx context.Context, r *record) error {
 // pins, the pod cgroup, the directories. Each step is idempotent; a failing step stops
 // the directories from being removed (they may still hold a mount).
 func (m *Manager) releaseLocal(r *record) error {
+	// The pod cgroup is removed while the pins are unmounted, and the two directories
+	// together: the steps are independent and mostly wait in the kernel, and
+	// RemovePodSandbox would otherwise wait for their sum.
+	var (
+		wg    sync.WaitGroup
+		cgErr error
+	)
+	if r.CgroupCreated && !m.cgroupShared(r) {
+		wg.Go(func() { cgErr = m.o.Cgroups.Remove(r.CgroupParent) })
+	}
 	var errs []error
 	if err := unmountShm(r.ShmPath); err != nil {
 		errs = append(errs, err)
@@ -307,19 +318,23 @@ func (m *Manager) releaseLocal(r *record) error {
 			errs = append(errs, err)
 		}
 	}
-	if r.CgroupCreated && !m.cgroupShared(r) {
-		if err := m.o.Cgroups.Remove(r.CgroupParent); err != nil {
-			errs = append(errs, err)
-		}
+	wg.Wait()
+	if cgErr != nil {
+		errs = append(errs, cgErr)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	for _, d := range []string{r.StateDir, r.RootDir} {
-		if err := os.RemoveAll(d); err != nil {
-			errs = append(errs, fmt.Errorf("remove sandbox dir: %w", err))
-		}
+	dirs := []string{r.StateDir, r.RootDir}
+	errs = make([]error, len(dirs))
+	for i, d := range dirs {
+		wg.Go(func() {
+			if err := os.RemoveAll(d); err != nil {
+				errs[i] = fmt.Errorf("remove sandbox dir: %w", err)
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 )
 
 // oomBaseline attributes OOM kills to one run of a container: the cgroup's kill counter
@@ -17,13 +15,18 @@ import (
 // is cumulative over the cgroup's life (a reused cgroup, a pod-level counter) can then
 // never turn a later normal exit into "OOMKilled".
 type oomBaseline struct {
-	cgm    *cgroups.Manager
+	cgm    oomCounter
 	cgroup string
 	start  uint64
 	ok     bool // the start value was read; without it no kill is attributed
 }
 
-func newOOMBaseline(cgm *cgroups.Manager, cgroup string) oomBaseline {
+// oomCounter reads a cgroup's OOM kill counter (cgroupDirs, or *cgroups.Manager in tests).
+type oomCounter interface {
+	OOMKillCount(cgroup string) (uint64, error)
+}
+
+func newOOMBaseline(cgm oomCounter, cgroup string) oomBaseline {
 	b := oomBaseline{cgm: cgm, cgroup: cgroup}
 	if cgroup == "" || cgm == nil {
 		return b

@@ -14,7 +14,6 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
@@ -24,39 +23,85 @@ import (
 // and the cgroup at spec.Linux.CgroupsPath already exists). The monitor passes it unread.
 type Config struct {
 	Spec *specs.Spec `json:"spec"`
+	// CgroupDirs are the directories of spec.Linux.CgroupsPath (cgroups.Manager.Dirs) as
+	// the daemon resolved them when it created the cgroup: the monitor would otherwise
+	// resolve them itself, reading the mount table in every new monitor process.
+	CgroupDirs map[string]string `json:"cgroupDirs,omitempty"`
 }
 
 // Spawner creates container processes with the built-in runtime; the monitor runs it
 // (cri-mini monitor). It implements monitor.Spawner.
-type Spawner struct {
-	// Cgroups places the init in its cgroup; nil means cgroups.New().
-	Cgroups *cgroups.Manager
-}
+type Spawner struct{}
 
 var _ monitor.Spawner = (*Spawner)(nil)
 
 // Create spawns the container's init, blocked until Start. The rootfs and cgroup belong to
 // the daemon (it created them and removes them with the container), so the runtime is told
 // it does not own them.
+//
+// The spec goes to the init as the daemon encoded it: the monitor reads only the few
+// fields it needs (see runtime.CreateJSON), and decodes the whole spec only when it must
+// change it (an oom_score_adj below what the monitor may give).
 func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor.Process, error) {
-	var cfg Config
+	var cfg rawConfig
 	if err := json.Unmarshal(req.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("decode spawn config of container %s: %w", req.ID, err)
 	}
-	if cfg.Spec == nil || cfg.Spec.Linux == nil {
+	var v specView
+	if len(cfg.Spec) > 0 {
+		if err := json.Unmarshal(cfg.Spec, &v); err != nil {
+			return nil, fmt.Errorf("decode spec of container %s: %w", req.ID, err)
+		}
+	}
+	if v.Linux == nil {
 		return nil, fmt.Errorf("spawn config of container %s: no spec", req.ID)
 	}
-	cgm := s.Cgroups
-	if cgm == nil {
-		cgm = cgroups.New()
+	var (
+		cg  runtime.Cgroups // nil interface when the container has no cgroup
+		oom oomBaseline
+	)
+	if p := v.Linux.CgroupsPath; p != "" {
+		dirs, err := newCgroupDirs(p, cfg.CgroupDirs)
+		if err != nil {
+			return nil, fmt.Errorf("spawn config of container %s: %w", req.ID, err)
+		}
+		cg, oom = dirs, newOOMBaseline(dirs, p)
 	}
-	clampOOMScoreAdj(cfg.Spec)
-	oom := newOOMBaseline(cgm, cfg.Spec.Linux.CgroupsPath)
-	c, err := runtime.Create(ctx, cfg.Spec, nil, runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}, cgm)
+	stdio := runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}
+	var (
+		c   *runtime.Container
+		err error
+	)
+	if v.Process != nil && v.Process.OOMScoreAdj != nil && *v.Process.OOMScoreAdj < OOMScoreAdjFloor() {
+		var spec specs.Spec
+		if err := json.Unmarshal(cfg.Spec, &spec); err != nil {
+			return nil, fmt.Errorf("decode spec of container %s: %w", req.ID, err)
+		}
+		clampOOMScoreAdj(&spec)
+		c, err = runtime.Create(ctx, &spec, nil, stdio, cg)
+	} else {
+		c, err = runtime.CreateJSON(ctx, cfg.Spec, stdio, cg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("built-in runtime: %w", err)
 	}
 	return &process{c: c, pid: c.Pid, oom: oom}, nil
+}
+
+// rawConfig is Config with the spec left encoded.
+type rawConfig struct {
+	Spec       json.RawMessage   `json:"spec"`
+	CgroupDirs map[string]string `json:"cgroupDirs,omitempty"`
+}
+
+// specView is the part of the spec the spawner reads itself.
+type specView struct {
+	Process *struct {
+		OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
+	} `json:"process"`
+	Linux *struct {
+		CgroupsPath string `json:"cgroupsPath,omitempty"`
+	} `json:"linux"`
 }
 
 // process adapts a runtime.Container to monitor.Process.
