@@ -105,8 +105,10 @@ func TestAttach(t *testing.T) {
 		{name: "pipes", state: StateRunning, inMonitor: true, stdin: true,
 			args: []string{"sh", "-c", `read -r l; echo "o:$l"; echo "e:$l" >&2`}, input: "x\n",
 			stdout: "o:x\n", stderr: "e:x\n"},
+		// Without stdin, read ends at once: the pause lets the attach connect before the
+		// output it checks is written (attach shows only what comes after it connects).
 		{name: "no stdin configured", state: StateRunning, inMonitor: true,
-			args: []string{"sh", "-c", `read -r l; echo "got:$l"`}, input: "dropped\n", stdout: "got:\n"},
+			args: []string{"sh", "-c", `read -r l; sleep 1; echo "got:$l"`}, input: "dropped\n", stdout: "got:\n"},
 		{name: "tty", state: StateRunning, inMonitor: true, tty: true, stdin: true,
 			args: []string{"sh", "-c", `read -r l; echo "o:$l"; echo "e:$l" >&2`}, input: "y\n",
 			stdout: "y\r\no:y\r\ne:y\r\n"},
