@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg config.Config) error {
 	// slowly; give them back once the churn is over.
 	idle := idlefree.New(3 * time.Second)
 	defer idle.Stop()
-	interceptor.OnChange(idle.Touch)
+	interceptor.OnChurn(idle.Touch)
 	// WaitForHandlers: Stop returns only once every handler has returned, so the stores they
 	// use are never closed under them.
 	g := grpc.NewServer(append(interceptor.ServerOptions(), grpc.WaitForHandlers(true))...)

@@ -6,7 +6,6 @@ import (
 	"path"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,8 +21,9 @@ import (
 type Interceptor struct {
 	logger klog.Logger
 	nextID atomic.Uint64
-	// onChange, when set, is called after every RPC that is not a read (see isRead).
-	onChange func()
+	// onChurn, when set, is called after every RPC that creates or destroys something
+	// (see isChurn).
+	onChurn func()
 }
 
 // NewInterceptor returns an interceptor whose per-request loggers derive from logger.
@@ -31,18 +31,19 @@ func NewInterceptor(logger klog.Logger) *Interceptor {
 	return &Interceptor{logger: logger}
 }
 
-// OnChange makes f run after every RPC that changes something (runs, creates, stops,
-// removes, pulls, execs): the daemon uses it to release memory once such a burst is over.
-// Reads (List*, *Status, *Stats, Version, ImageFsInfo) do not count: kubelet polls them
-// every second, and they leave little garbage.
-func (i *Interceptor) OnChange(f func()) { i.onChange = f }
+// OnChurn makes f run after every RPC that creates or destroys a pod, a container or an
+// image: the daemon uses it to release memory once such a burst is over. Reads and the
+// frequent small calls (status, lists, stats, exec probes, log reopens) do not count:
+// kubelet makes them all the time, and releasing after each would only make the heap fault
+// its pages back in.
+func (i *Interceptor) OnChurn(f func()) { i.onChurn = f }
 
-// isRead reports whether the RPC (its short name) only reads state.
-func isRead(rpc string) bool {
-	switch {
-	case strings.HasPrefix(rpc, "List"), strings.HasPrefix(rpc, "Stream"),
-		strings.HasSuffix(rpc, "Status"), strings.HasSuffix(rpc, "Stats"),
-		rpc == "Version", rpc == "ImageFsInfo", rpc == "GetContainerEvents", rpc == "RuntimeConfig":
+// isChurn reports whether the RPC (its short name) creates or destroys an object.
+func isChurn(rpc string) bool {
+	switch rpc {
+	case "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox",
+		"CreateContainer", "StartContainer", "StopContainer", "RemoveContainer",
+		"PullImage", "RemoveImage":
 		return true
 	}
 	return false
@@ -81,8 +82,8 @@ func (i *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServer
 			logger.V(5).Info("Response", "duration", time.Since(start), "response", resp)
 		}
 	}()
-	if i.onChange != nil && !isRead(path.Base(info.FullMethod)) {
-		defer i.onChange()
+	if i.onChurn != nil && isChurn(path.Base(info.FullMethod)) {
+		defer i.onChurn()
 	}
 	return handler(ctx, req)
 }

@@ -140,16 +140,18 @@ func TestPanicBecomesInternalAndServerKeepsServing(t *testing.T) {
 	}
 }
 
-func TestIsRead(t *testing.T) {
+func TestIsChurn(t *testing.T) {
 	for rpc, want := range map[string]bool{
-		"ListPodSandbox": true, "ContainerStatus": true, "Status": true, "ImageStatus": true,
-		"ListContainerStats": true, "PodSandboxStats": true, "Version": true, "ImageFsInfo": true,
-		"StreamContainers": true, "RuntimeConfig": true,
-		"RunPodSandbox": false, "CreateContainer": false, "StopContainer": false, "PullImage": false,
-		"RemoveImage": false, "ExecSync": false, "UpdateRuntimeConfig": false, "ReopenContainerLog": false,
+		"RunPodSandbox": true, "StopPodSandbox": true, "RemovePodSandbox": true, "CreateContainer": true,
+		"StartContainer": true, "StopContainer": true, "RemoveContainer": true, "PullImage": true,
+		"RemoveImage":    true,
+		"ListPodSandbox": false, "ContainerStatus": false, "Status": false, "ImageStatus": false,
+		"ListContainerStats": false, "PodSandboxStats": false, "Version": false, "ImageFsInfo": false,
+		"StreamContainers": false, "RuntimeConfig": false, "ExecSync": false, "Exec": false,
+		"UpdateRuntimeConfig": false, "ReopenContainerLog": false, "UpdateContainerResources": false,
 	} {
-		if got := isRead(rpc); got != want {
-			t.Errorf("isRead(%q) = %v, want %v", rpc, got, want)
+		if got := isChurn(rpc); got != want {
+			t.Errorf("isChurn(%q) = %v, want %v", rpc, got, want)
 		}
 	}
 }
