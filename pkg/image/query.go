@@ -79,6 +79,9 @@ func (s *Service) normalised(ref string) (string, bool) {
 	if r, err := parseReference(ref); err == nil {
 		canonical = r.String()
 	}
+	if len(ref) > maxNormalisedLen {
+		return canonical, canonical != "" // not kept: the cache is bounded in bytes too
+	}
 	if len(s.norm) >= maxNormalised {
 		clear(s.norm)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -47,6 +48,16 @@ func TestLookupNormalises(t *testing.T) {
 	s.normMu.Unlock()
 	if n > maxNormalised {
 		t.Errorf("%d normalisations remembered, want at most %d", n, maxNormalised)
+	}
+	long := "example.com/" + strings.Repeat("a", 2*maxNormalisedLen)
+	if _, err := s.Get(long); !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalidArgument) {
+		t.Errorf("Get(a %d-byte reference) = %v", len(long), err)
+	}
+	s.normMu.Lock()
+	_, kept := s.norm[long]
+	s.normMu.Unlock()
+	if kept {
+		t.Errorf("a %d-byte reference was remembered", len(long))
 	}
 	if g, err := s.Get(reg.host + "/test/norm"); err != nil || g.ID != got.ID {
 		t.Errorf("after many lookups: Get = %v, %v", g, err)

@@ -144,6 +144,11 @@ type Service struct {
 // a client sending endless distinct names only makes the map start over.
 const maxNormalised = 1024
 
+// maxNormalisedLen is the longest reference whose normalisation is kept: a repository name
+// (at most 255 bytes), a tag (128) and a sha256 digest (71) fit; anything longer is no
+// valid reference, and keeping it would let a client make the cache hold megabytes.
+const maxNormalisedLen = 512
+
 // New opens the image store, removing what an interrupted pull or removal left behind.
 func New(ctx context.Context, o Options) (*Service, error) {
 	if o.Root == "" || o.DB == nil {
