@@ -92,6 +92,9 @@ func (b *bench) sandboxOnce(ctx context.Context, i int, run, stop, remove *sampl
 	return errors.Join(err, rerr)
 }
 
+// floorNetwork is the name of the floor's network; its rules carry it in their comments.
+const floorNetwork = "cribench-floor"
+
 // floorOnce pins a fresh network namespace (as RunPodSandbox does, untimed), times ADD and
 // DEL on it, and unpins it.
 func floorOnce(ctx context.Context, n *cni.Network, nsDir string, i int, add, del *samples) (retErr error) {
@@ -144,6 +147,9 @@ func newFloorNetwork(ctx context.Context, o floorOptions, dir string) (*cni.Netw
 	}
 	cleanup := func() {
 		_ = n.Close()
+		if err := removeNATRules(floorNetwork); err != nil {
+			fmt.Fprintf(os.Stderr, "cribench: %v\n", err)
+		}
 		if _, err := net.InterfaceByName(o.bridge); err == nil {
 			if out, err := exec.Command("ip", "link", "del", o.bridge).CombinedOutput(); err != nil {
 				fmt.Fprintf(os.Stderr, "cribench: delete bridge %s: %v: %s\n", o.bridge, err, out)
@@ -174,7 +180,7 @@ func rewriteConflist(o floorOptions, dataDir string) ([]byte, error) {
 	if len(plugins) == 0 {
 		return nil, fmt.Errorf("CNI floor: %s has no plugins", o.conf)
 	}
-	list["name"] = "cribench-floor"
+	list["name"] = floorNetwork
 	for _, p := range plugins {
 		pm, ok := p.(map[string]any)
 		if !ok {
