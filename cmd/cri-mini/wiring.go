@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"k8s.io/klog/v2"
+
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/cni"
 	"github.com/cri-mini/cri-mini/pkg/config"
@@ -72,6 +74,12 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	cgm := cgroups.New()
 	// One sealed copy of the lean binary serves monitors, their spawns and pod inits.
 	d.monitorBin = runtime.NewSealedBinary(findMonitorBinary())
+	// Sealed now, not at the first pod: the monitors must be the version of this daemon,
+	// also when a package upgrade replaces the binaries while it runs (they talk a private
+	// protocol). A failure here is retried at the first pod.
+	if _, err := d.monitorBin.Get(); err != nil {
+		klog.FromContext(ctx).Error(err, "Sealing the monitor binary; will retry at the first pod")
+	}
 	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm, d.monitorBin)
 	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
 		StateDir: cfg.State,

@@ -42,10 +42,3 @@ func TestReleaseCoalescesAndStops(t *testing.T) {
 		t.Fatal("Stop left the release pending")
 	}
 }
-
-func TestNewReleasesTheHeap(t *testing.T) {
-	r := New(time.Millisecond)
-	defer r.Stop()
-	r.Touch() // runs debug.FreeOSMemory on the timer's goroutine: must not block or panic
-	time.Sleep(50 * time.Millisecond)
-}
