@@ -165,7 +165,13 @@ func resultIPs(res types.Result) ([]string, error) {
 // arguments of its ADD (libcni's cache), so it works after a restart or a config change.
 // Without a cache entry (ADD never completed or DEL already succeeded), DEL runs with the
 // current config, if any: DEL must be idempotent by the CNI spec.
+//
+// The plugins run to the end even when ctx is cancelled (kubelet gave up on the RPC): a
+// plugin killed half way can leak for good. The bridge plugin, for one, deletes the veth
+// before its masquerade rules, and a retried DEL finds no veth and skips the rules.
 func (n *Network) Teardown(ctx context.Context, p Pod) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
 	atts, err := n.cni.GetCachedAttachments(p.ID)
 	if err != nil {
 		return fmt.Errorf("read CNI cache for %s: %w", p.ID, err)

@@ -273,3 +273,37 @@ func TestStatusAnswersFromTheLastVerdict(t *testing.T) {
 		t.Fatalf("Status = %v, %q; want not ready naming the plugin's message", ready, reason)
 	}
 }
+
+// TestTeardownOutlivesTheCaller: a DEL is not killed when the caller's context ends (kubelet
+// giving up on StopPodSandbox): a plugin stopped half way can leave rules no retry finds.
+func TestTeardownOutlivesTheCaller(t *testing.T) {
+	bin := t.TempDir()
+	done := filepath.Join(bin, "del-done")
+	script := `#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}' ;;
+DEL) sleep 0.5; echo done > ` + done + ` ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(bin, "slowdel"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := `{"cniVersion":"1.1.0","name":"slow","plugins":[{"type":"slowdel"}]}`
+	if err := os.WriteFile(filepath.Join(dir, "10-slow.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cni.New(context.Background(), cni.Options{ConfDir: dir, BinDirs: []string{bin}, CacheDir: t.TempDir(), StatusInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := n.Teardown(ctx, cni.Pod{ID: "pod-slow-0123", NetNS: "/proc/self/ns/net", Name: "s", Namespace: "ns", UID: "u"}); err != nil {
+		t.Fatalf("Teardown = %v", err)
+	}
+	if _, err := os.Stat(done); err != nil {
+		t.Fatalf("the plugin's DEL did not run to its end: %v", err)
+	}
+}
