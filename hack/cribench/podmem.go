@@ -130,6 +130,13 @@ func (b *bench) podMemBench(ctx context.Context, daemon, n int, logDir string, s
 		return rep, fmt.Errorf("pull %s: %w", busybox, err)
 	}
 	// The pods' cost is measured from here: what the pull left in the daemon is not theirs.
+	// Measured after the same settling time as the pods, so that memory the pull only held
+	// for a while (and the daemon gives back once idle) does not count against them.
+	select {
+	case <-ctx.Done():
+		return rep, ctx.Err()
+	case <-time.After(settle):
+	}
 	if rep.daemonBefore, err = pssKiB(daemon); err != nil {
 		return rep, fmt.Errorf("daemon PSS: %w", err)
 	}
