@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
+
+	"github.com/cri-mini/cri-mini/pkg/childreap"
 )
 
 // CgroupPlacer moves a process into a cgroup; *cgroups.Manager of pkg/cgroups is one.
@@ -48,7 +50,7 @@ type LaunchOptions struct {
 // Launch starts a pod's monitor and returns its pid once it serves on its socket (or ctx
 // ends). The monitor runs in its own session (Setsid) so that no terminal or process-group
 // signal aimed at the daemon reaches it, and without Pdeathsig: it must outlive the daemon.
-// The daemon reaps it from a goroutine if it exits while the daemon lives; after a daemon
+// The daemon reaps it (childreap) if it exits while the daemon lives; after a daemon
 // restart the kernel reparents it away.
 func Launch(ctx context.Context, opts LaunchOptions) (pid int, retErr error) {
 	cmd, cleanup, ready, err := prepareLaunch(opts)
@@ -77,7 +79,8 @@ func Launch(ctx context.Context, opts LaunchOptions) (pid int, retErr error) {
 	if err := waitReady(ctx, ready); err != nil {
 		return 0, fmt.Errorf("monitor of pod %s (see %s): %w", opts.PodID, opts.logName(), err)
 	}
-	go func() { _ = cmd.Wait() }()
+	// Reaped through a pidfd, not a goroutine in Wait: that would hold a thread per pod.
+	childreap.Reap(cmd.Process)
 	klog.FromContext(ctx).V(2).Info("Started pod monitor", "podSandboxID", opts.PodID, "pid", cmd.Process.Pid)
 	return cmd.Process.Pid, nil
 }

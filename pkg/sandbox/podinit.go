@@ -16,6 +16,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
+	"github.com/cri-mini/cri-mini/pkg/childreap"
 	"github.com/cri-mini/cri-mini/pkg/ns"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/store"
@@ -108,7 +109,7 @@ func (p *PodInits) Start(ctx context.Context, sb *Sandbox) (retErr error) {
 	}
 	// While this daemon runs it is the parent and must reap it; after a restart the node's
 	// init (or a subreaper) does.
-	go func() { _, _ = proc.Wait() }()
+	childreap.Reap(proc)
 	klog.FromContext(ctx).V(2).Info("Pod init started", "podSandboxID", sb.ID, "pid", pp.Pid)
 	return nil
 }
