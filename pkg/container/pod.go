@@ -123,6 +123,10 @@ func (m *Manager) existingClient(podID string) *monitor.Client {
 // shutdownMonitor makes the pod's monitor exit (it kills what is left) and removes its
 // directory. A monitor that is already gone is fine.
 func (m *Manager) shutdownMonitor(ctx context.Context, podID string) error {
+	// Cleanup runs to its end even when the RPC was cancelled (kubelet or crictl gave up):
+	// with the caller's context the dial failed at once, the monitor was taken for gone and
+	// its directory removed, and the monitor outlived its pod with nobody to stop it.
+	ctx = context.WithoutCancel(ctx)
 	p := m.podFor(podID)
 	p.mu.Lock()
 	defer p.mu.Unlock()
