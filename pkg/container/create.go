@@ -126,7 +126,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 			return nil, fmt.Errorf("create log directory of container %s: %w", id, err)
 		}
 	}
-	raw, err := json.Marshal(spawner.Config{Spec: spec, CgroupDirs: cgroupDirs})
+	raw, err := json.Marshal(spawner.Config{Spec: spec, CgroupPath: spec.Linux.CgroupsPath, CgroupDirs: cgroupDirs})
 	if err != nil {
 		return nil, fmt.Errorf("encode spawn config of container %s: %w", id, err)
 	}

@@ -41,7 +41,8 @@ func prepareProcess(p *specs.Process, filter *specs.LinuxSeccomp) (string, error
 		}
 	}
 	if p.OOMScoreAdj != nil {
-		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+		adj := clampOOMScoreAdj(*p.OOMScoreAdj)
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(adj)), 0); err != nil {
 			return "", fmt.Errorf("set oom_score_adj: %w", err)
 		}
 	}

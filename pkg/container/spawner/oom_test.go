@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"testing"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
 )
 
@@ -69,17 +67,4 @@ func TestOOMBaselineIgnoresEarlierKills(t *testing.T) {
 	if (oomBaseline{}).killedSince() || newOOMBaseline(m, "").killedSince() {
 		t.Error("a baseline without a cgroup reported a kill")
 	}
-}
-
-func TestClampOOMScoreAdj(t *testing.T) {
-	floor := OOMScoreAdjFloor()
-	for _, req := range []int{-1000, -1, 0, 500, 1000} {
-		v := req
-		spec := &specs.Spec{Process: &specs.Process{OOMScoreAdj: &v}}
-		clampOOMScoreAdj(spec)
-		if got := *spec.Process.OOMScoreAdj; got != max(req, floor) {
-			t.Errorf("request %d (floor %d): got %d", req, floor, got)
-		}
-	}
-	clampOOMScoreAdj(&specs.Spec{}) // no process: nothing to do, no panic
 }

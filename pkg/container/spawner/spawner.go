@@ -23,6 +23,9 @@ import (
 // and the cgroup at spec.Linux.CgroupsPath already exists). The monitor passes it unread.
 type Config struct {
 	Spec *specs.Spec `json:"spec"`
+	// CgroupPath is spec.Linux.CgroupsPath, so that the monitor need not parse the spec
+	// for it ("" without a cgroup).
+	CgroupPath string `json:"cgroupPath,omitempty"`
 	// CgroupDirs are the directories of spec.Linux.CgroupsPath (cgroups.Manager.Dirs) as
 	// the daemon resolved them when it created the cgroup: the monitor would otherwise
 	// resolve them itself, reading the mount table in every new monitor process.
@@ -39,28 +42,21 @@ var _ monitor.Spawner = (*Spawner)(nil)
 // the daemon (it created them and removes them with the container), so the runtime is told
 // it does not own them.
 //
-// The spec goes to the init as the daemon encoded it: the monitor reads only the few
-// fields it needs (see runtime.CreateJSON), and decodes the whole spec only when it must
-// change it (an oom_score_adj below what the monitor may give).
+// The spec goes to the init as the daemon encoded it: the monitor does not decode it (see
+// runtime.CreateJSON), and the init clamps oom_score_adj to what it may set itself.
 func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor.Process, error) {
 	var cfg rawConfig
 	if err := json.Unmarshal(req.Config, &cfg); err != nil {
 		return nil, fmt.Errorf("decode spawn config of container %s: %w", req.ID, err)
 	}
-	var v specView
-	if len(cfg.Spec) > 0 {
-		if err := json.Unmarshal(cfg.Spec, &v); err != nil {
-			return nil, fmt.Errorf("decode spec of container %s: %w", req.ID, err)
-		}
-	}
-	if v.Linux == nil {
+	if len(cfg.Spec) == 0 {
 		return nil, fmt.Errorf("spawn config of container %s: no spec", req.ID)
 	}
 	var (
 		cg  runtime.Cgroups // nil interface when the container has no cgroup
 		oom oomBaseline
 	)
-	if p := v.Linux.CgroupsPath; p != "" {
+	if p := cfg.CgroupPath; p != "" {
 		dirs, err := newCgroupDirs(p, cfg.CgroupDirs)
 		if err != nil {
 			return nil, fmt.Errorf("spawn config of container %s: %w", req.ID, err)
@@ -68,20 +64,7 @@ func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor
 		cg, oom = dirs, newOOMBaseline(dirs, p)
 	}
 	stdio := runtime.Stdio{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr}
-	var (
-		c   *runtime.Container
-		err error
-	)
-	if v.Process != nil && v.Process.OOMScoreAdj != nil && *v.Process.OOMScoreAdj < OOMScoreAdjFloor() {
-		var spec specs.Spec
-		if err := json.Unmarshal(cfg.Spec, &spec); err != nil {
-			return nil, fmt.Errorf("decode spec of container %s: %w", req.ID, err)
-		}
-		clampOOMScoreAdj(&spec)
-		c, err = runtime.Create(ctx, &spec, nil, stdio, cg)
-	} else {
-		c, err = runtime.CreateJSON(ctx, cfg.Spec, stdio, cg)
-	}
+	c, err := runtime.CreateJSON(ctx, cfg.Spec, stdio, cg)
 	if err != nil {
 		return nil, fmt.Errorf("built-in runtime: %w", err)
 	}
@@ -91,17 +74,8 @@ func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor
 // rawConfig is Config with the spec left encoded.
 type rawConfig struct {
 	Spec       json.RawMessage   `json:"spec"`
+	CgroupPath string            `json:"cgroupPath,omitempty"`
 	CgroupDirs map[string]string `json:"cgroupDirs,omitempty"`
-}
-
-// specView is the part of the spec the spawner reads itself.
-type specView struct {
-	Process *struct {
-		OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
-	} `json:"process"`
-	Linux *struct {
-		CgroupsPath string `json:"cgroupsPath,omitempty"`
-	} `json:"linux"`
 }
 
 // process adapts a runtime.Container to monitor.Process.
