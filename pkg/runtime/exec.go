@@ -131,23 +131,9 @@ const clockTicks = 100
 // processStart returns when pid started, from its start time in /proc/<pid>/stat (ticks
 // since boot) and the boot time in /proc/stat.
 func processStart(pid int) (time.Time, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	ticks, err := startTicks(pid)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("read stat of pid %d: %w", pid, err)
-	}
-	// The command name (field 2) may hold spaces and parentheses: fields restart after
-	// its last ')'. starttime is field 22, the 20th after it.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return time.Time{}, fmt.Errorf("parse stat of pid %d: no command name", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return time.Time{}, fmt.Errorf("parse stat of pid %d: %d fields", pid, len(f))
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("parse start time of pid %d: %w", pid, err)
+		return time.Time{}, err
 	}
 	st, err := os.ReadFile("/proc/stat")
 	if err != nil {

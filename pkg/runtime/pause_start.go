@@ -60,18 +60,12 @@ func StartPause(ctx context.Context, o PauseOptions) (_ *os.Process, _ PauseProc
 		// Its own session: it outlives the daemon and must not share its terminal or signals.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWPID},
 	}
-	if o.Cgroups.IsV2() {
-		dirs, err := o.Cgroups.Dirs(o.CgroupPath)
-		if err != nil {
-			return nil, PauseProcess{}, err
-		}
-		f, err := os.OpenFile(dirs[""], unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil, PauseProcess{}, fmt.Errorf("open cgroup %s: %w", o.CgroupPath, err)
-		}
-		defer f.Close()
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(f.Fd())
+	cgDir, err := intoCgroup(cmd, o.Cgroups, o.CgroupPath)
+	if err != nil {
+		return nil, PauseProcess{}, err
+	}
+	if cgDir != nil {
+		defer cgDir.Close()
 	}
 	if err := ns.StartIn(o.NS, cmd); err != nil {
 		return nil, PauseProcess{}, fmt.Errorf("start pod init: %w", err)
@@ -116,8 +110,9 @@ func FindPause(p PauseProcess) (fd int, ok bool, err error) {
 	if err != nil {
 		return -1, false, fmt.Errorf("pidfd_open %d: %w", p.Pid, err)
 	}
-	st, err := startTicks(p.Pid)
-	if err != nil || st != p.StartTime || isZombie(p.Pid) {
+	// One read of stat: the start time names the process, the state says it still runs.
+	f, err := statFields(p.Pid)
+	if err != nil || f[19] != strconv.FormatUint(p.StartTime, 10) || f[0] == "Z" || f[0] == "X" {
 		_ = unix.Close(fd)
 		return -1, false, nil
 	}
@@ -190,11 +185,6 @@ func startTicks(pid int) (uint64, error) {
 		return 0, fmt.Errorf("parse start time of pid %d: %w", pid, err)
 	}
 	return t, nil
-}
-
-func isZombie(pid int) bool {
-	f, err := statFields(pid)
-	return err != nil || f[0] == "Z" || f[0] == "X"
 }
 
 // statFields returns the fields of /proc/<pid>/stat after the command name (state first).

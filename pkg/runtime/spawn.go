@@ -162,24 +162,35 @@ func childCmd(o spawnOptions, files []*os.File) (*exec.Cmd, *os.File, error) {
 			Ctty:    0,
 		},
 	}
-	if o.cgroupPath == "" || !o.cgm.IsV2() {
+	if o.cgroupPath == "" {
 		return cmd, nil, nil
 	}
-	dirs, err := o.cgm.Dirs(o.cgroupPath)
+	f, err := intoCgroup(cmd, o.cgm, o.cgroupPath)
+	return cmd, f, err
+}
+
+// intoCgroup makes cmd's child start in cgroup p on cgroup v2 (clone3 CLONE_INTO_CGROUP),
+// so it runs nothing outside it. It returns the cgroup's directory, which the caller keeps
+// open until the child is started; nil on v1, where the caller moves the child itself.
+func intoCgroup(cmd *exec.Cmd, cgm Cgroups, p string) (*os.File, error) {
+	if !cgm.IsV2() {
+		return nil, nil
+	}
+	dirs, err := cgm.Dirs(p)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	dir, ok := dirs[""]
 	if !ok {
-		return nil, nil, fmt.Errorf("cgroup %s has no unified directory", o.cgroupPath)
+		return nil, fmt.Errorf("cgroup %s has no unified directory", p)
 	}
 	f, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open cgroup %s: %w", dir, err)
+		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
 	cmd.SysProcAttr.UseCgroupFD = true
 	cmd.SysProcAttr.CgroupFD = int(f.Fd())
-	return cmd, f, nil
+	return f, nil
 }
 
 // readMsg reads the child's next sync message. If ctx ends first the child is killed (a
