@@ -52,7 +52,7 @@ func (m *Manager) Attach(ctx context.Context, idOrPrefix string, s StreamIO) err
 	if c.Config.TTY && s.Resize != nil {
 		go forwardResizes(as, s.Resize, done)
 	}
-	stdout, stderr := writerOrNil(s.Stdout), writerOrNil(s.Stderr)
+	var stdout, stderr io.Writer = s.Stdout, s.Stderr
 	if c.Config.TTY {
 		stderr = nil // a terminal has one output, sent as stdout
 	}
@@ -100,12 +100,4 @@ func forwardResizes(as *monitor.AttachStream, ch <-chan TermSize, done <-chan st
 			}
 		}
 	}
-}
-
-// writerOrNil keeps a nil interface nil (a typed nil WriteCloser would not be).
-func writerOrNil(w io.WriteCloser) io.Writer {
-	if w == nil {
-		return nil
-	}
-	return w
 }

@@ -34,7 +34,6 @@ type Sandboxes interface {
 
 // Images is the part of the image store containers need; *image.Service is one.
 type Images interface {
-	Get(ref string) (*image.Image, error)
 	// Use resolves ref and keeps the image from being removed until release.
 	Use(ref string) (img *image.Image, release func(), err error)
 	LowerDirs(id string) (base string, dirs []string, err error)

@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
@@ -27,10 +28,14 @@ func securityOptions(cfg Config) (runtime.Security, error) {
 		NoNewPrivs: cfg.NoNewPrivs, ReadonlyRootfs: cfg.ReadonlyRootfs,
 		MaskedPaths: cfg.MaskedPaths, ReadonlyPaths: cfg.ReadonlyPaths,
 	}
-	all, err := runtime.AvailableCapabilities()
-	if err != nil {
-		return runtime.Security{}, err
+	// Only "ALL" and privileged need the list, and reading it costs a /proc read and a
+	// probe of the kernel's capabilities: not on every create.
+	if cfg.Privileged || slices.Contains(cfg.CapAdd, runtime.CapAll) {
+		all, err := runtime.AvailableCapabilities()
+		if err != nil {
+			return runtime.Security{}, err
+		}
+		sec.AllCaps = all
 	}
-	sec.AllCaps = all
 	return sec, nil
 }

@@ -61,13 +61,8 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn, shutdown context.
 			log.V(4).Info("Monitor request", "op", req.Op, "containerID", req.ID)
 			resp = s.handle(ctx, &req)
 		}
-		out, err := json.Marshal(resp)
-		if err != nil {
-			log.Error(err, "Encoding monitor response")
-			return
-		}
-		if _, err := conn.Write(append(out, '\n')); err != nil {
-			return
+		if err := writeResponse(conn, resp); err != nil {
+			return // the client went away (a Response always encodes)
 		}
 		s.activity()
 		if req.Op == opShutdown && resp.Error == "" {

@@ -19,16 +19,16 @@ func DefaultCapabilities() []string {
 	}
 }
 
-// capAll is the name that stands for every capability in add and drop lists.
-const capAll = "ALL"
+// CapAll is the name that stands for every capability in add and drop lists.
+const CapAll = "ALL"
 
 // CanonicalCapability turns a capability name as the CRI gives it ("net_admin",
 // "NET_ADMIN", "CAP_NET_ADMIN") into the OCI spelling ("CAP_NET_ADMIN"). "ALL" stays
 // "ALL". An unknown name is an error.
 func CanonicalCapability(name string) (string, error) {
 	n := strings.ToUpper(strings.TrimSpace(name))
-	if n == capAll {
-		return capAll, nil
+	if n == CapAll {
+		return CapAll, nil
 	}
 	n = strings.TrimPrefix(n, "CAP_")
 	for _, c := range capability.ListKnown() {
@@ -46,14 +46,14 @@ func CanonicalCapability(name string) (string, error) {
 // CanonicalCapability). The result is sorted and has no duplicates.
 func ResolveCapabilities(add, drop, all []string) []string {
 	set := DefaultCapabilities()
-	if slices.Contains(add, capAll) {
+	if slices.Contains(add, CapAll) {
 		set = slices.Clone(all)
 	}
-	if slices.Contains(drop, capAll) {
+	if slices.Contains(drop, CapAll) {
 		set = nil
 	}
 	for _, c := range add {
-		if c != capAll {
+		if c != CapAll {
 			set = append(set, c)
 		}
 	}
