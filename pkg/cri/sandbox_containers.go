@@ -28,22 +28,25 @@ func (s *Server) podContainerStatuses(podID string) []*runtimeapi.ContainerStatu
 	return out
 }
 
-func (s *Server) podInitPid(sb *sandbox.Sandbox) int {
+// withInit returns sb as the CRI reports it, and the pid of its init (0 when it has none).
+// A READY pod that shares one PID namespace is reported NOTREADY once its init is gone
+// (killed from outside, OOM): its containers died with the namespace and no new one can
+// join it, so kubelet must stop it and make a new sandbox.
+func (s *Server) withInit(sb *sandbox.Sandbox) (*sandbox.Sandbox, int) {
 	if s.opts.PodInits == nil || sb.Config.PIDMode != sandbox.ModePod {
-		return 0
+		return sb, 0
 	}
-	return s.opts.PodInits.Pid(sb.ID)
-}
-
-// withInitState reports a READY pod that shares one PID namespace as NOTREADY once its init
-// is gone (killed from outside, OOM): its containers died with the namespace and no new
-// one can join it, so kubelet must stop it and make a new sandbox.
-func (s *Server) withInitState(sb *sandbox.Sandbox) *sandbox.Sandbox {
-	if sb.State == sandbox.StateReady && sb.Config.PIDMode == sandbox.ModePod &&
-		s.opts.PodInits != nil && s.opts.PodInits.Pid(sb.ID) == 0 {
+	pid := s.opts.PodInits.Pid(sb.ID)
+	if pid == 0 && sb.State == sandbox.StateReady {
 		c := *sb
 		c.State = sandbox.StateNotReady
-		return &c
+		return &c, 0
 	}
+	return sb, pid
+}
+
+// withInitState is withInit for the list RPCs, which need no pid.
+func (s *Server) withInitState(sb *sandbox.Sandbox) *sandbox.Sandbox {
+	sb, _ = s.withInit(sb)
 	return sb
 }

@@ -31,14 +31,14 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if err != nil {
 		return nil, fmt.Errorf("pod sandbox status: %w", err)
 	}
-	sb = s.withInitState(sb)
+	sb, initPid := s.withInit(sb)
 	resp := &runtimeapi.PodSandboxStatusResponse{
 		Status:             podSandboxStatus(sb),
 		ContainersStatuses: s.podContainerStatuses(sb.ID),
 		Timestamp:          time.Now().UnixNano(),
 	}
 	if req.GetVerbose() {
-		info, err := sandboxInfo(sb, s.podInitPid(sb))
+		info, err := sandboxInfo(sb, initPid)
 		if err != nil {
 			return nil, err
 		}

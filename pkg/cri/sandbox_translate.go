@@ -108,12 +108,8 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 	c.NetworkMode = sandbox.NamespaceMode(nsOpts.GetNetwork())
 	c.IPCMode = sandbox.NamespaceMode(nsOpts.GetIpc())
 	c.PIDMode = sandbox.NamespaceMode(nsOpts.GetPid())
-	if userns := nsOpts.GetUsernsOptions(); userns != nil && userns.GetMode() != runtimeapi.NamespaceMode_NODE {
-		// Pod user namespaces need the spawn path described in DESIGN.md 6b; until then a
-		// pod asking for one must fail rather than silently run with host IDs. Status does
-		// not advertise the user_namespaces feature, so kubelet does not ask.
-		return sandbox.Config{}, invalidArg("config.linux.security_context.namespace_options.userns_options.mode",
-			"%s is not supported: this runtime has no pod user namespaces yet", userns.GetMode())
+	if err := checkUserns(nsOpts, "config.linux.security_context.namespace_options."); err != nil {
+		return sandbox.Config{}, err
 	}
 	res, err := podResources(linux.GetResources(), linux.GetOverhead())
 	if err != nil {

@@ -145,16 +145,28 @@ func (m *Manager) setup(ctx context.Context, r *record) error {
 	}
 	// The pod cgroup and the resolver files do not depend on the namespaces: they are made
 	// while the namespaces are pinned. Both are waited for before anything goes on.
-	local := make(chan error, 1)
-	go func() { local <- m.setupCgroupAndFiles(r) }()
+	local := goErr(func() error { return m.setupCgroupAndFiles(r) })
 	if err := errors.Join(m.pinNamespaces(r), <-local); err != nil {
 		return err
 	}
 	// The plugins' exec is most of Run's time: the pod's monitor and its pod init, which
 	// need the namespaces and the cgroup but not the network, start meanwhile. Every one
 	// is waited for before Run goes on or undoes, so nothing is still starting behind it.
-	podStarted := m.startPodAsync(ctx, r.ID)
-	initStarted := m.startPodInitAsync(ctx, r)
+	podStarted := goErr(func() error {
+		if h := m.o.Hooks.StartPod; h != nil {
+			return h(ctx, r.ID)
+		}
+		return nil
+	})
+	// The init gets a copy of the sandbox taken now: it needs the namespace pins and the
+	// cgroup, which exist, and nothing CNI fills in below.
+	sb := r.Sandbox.clone()
+	initStarted := goErr(func() error {
+		if h := m.o.Hooks.StartPodInit; h != nil && sb.Config.PIDMode == ModePod {
+			return h(ctx, sb)
+		}
+		return nil
+	})
 	var netErr error
 	if r.NetworkAttached {
 		res, err := m.o.CNI.Setup(ctx, m.cniPod(r))
@@ -214,28 +226,10 @@ func (m *Manager) setupCgroupAndFiles(r *record) error {
 	return writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644)
 }
 
-// startPodAsync runs the StartPod hook on a goroutine; the channel yields its error.
-func (m *Manager) startPodAsync(ctx context.Context, id string) <-chan error {
+// goErr runs f on a goroutine; the channel yields its error.
+func goErr(f func() error) <-chan error {
 	done := make(chan error, 1)
-	if m.o.Hooks.StartPod == nil {
-		done <- nil
-		return done
-	}
-	go func() { done <- m.o.Hooks.StartPod(ctx, id) }()
-	return done
-}
-
-// startPodInitAsync runs the StartPodInit hook on a goroutine when the pod shares one PID
-// namespace; the channel yields its error. The hook gets a copy of the sandbox taken now:
-// it needs the namespace pins and the cgroup, which exist, and nothing CNI fills in.
-func (m *Manager) startPodInitAsync(ctx context.Context, r *record) <-chan error {
-	done := make(chan error, 1)
-	if r.Config.PIDMode != ModePod || m.o.Hooks.StartPodInit == nil {
-		done <- nil
-		return done
-	}
-	sb := r.Sandbox.clone()
-	go func() { done <- m.o.Hooks.StartPodInit(ctx, sb) }()
+	go func() { done <- f() }()
 	return done
 }
 

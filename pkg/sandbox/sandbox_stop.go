@@ -44,10 +44,7 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) error {
 	// The pod init and /dev/shm are the pod's, not the network's: they go while the
 	// plugins run DEL, which is most of Stop's time. A failure of either side leaves the
 	// other done; Stop reports both and a retry redoes what is left.
-	local := make(chan error, 1)
-	go func() {
-		local <- errors.Join(m.stopPodInit(ctx, &r), unmountShm(r.ShmPath))
-	}()
+	local := goErr(func() error { return errors.Join(m.stopPodInit(ctx, &r), unmountShm(r.ShmPath)) })
 	var errs []error
 	if r.NetworkAttached {
 		nr := e.get()
