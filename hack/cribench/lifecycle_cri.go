@@ -21,11 +21,7 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 	}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("cribench-cri-%d-%d", os.Getpid(), i)
-		cfg := &runtimeapi.PodSandboxConfig{
-			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "cribench", Uid: name + "-uid"},
-			LogDirectory: filepath.Join(logDir, name),
-			Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
-		}
+		cfg := benchPod(name, logDir)
 		var pod, ctr string
 		ops := []func() error{
 			func() error {
@@ -37,13 +33,7 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 			},
 			func() error {
 				r, err := b.runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-					PodSandboxId: pod, SandboxConfig: cfg,
-					Config: &runtimeapi.ContainerConfig{
-						Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
-						Image:    &runtimeapi.ImageSpec{Image: busybox},
-						Command:  []string{"sleep", "3600"}, LogPath: "sleeper.log",
-						Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
-					},
+					PodSandboxId: pod, SandboxConfig: cfg, Config: sleeper(),
 				})
 				if err == nil {
 					ctr = r.ContainerId
@@ -88,4 +78,25 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 // kubeletPodNamespaces: see kubeletNamespaces.
 func kubeletPodNamespaces() *runtimeapi.NamespaceOption {
 	return &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+}
+
+// benchPod is the pod the CRI benchmarks run: kubelet's namespace options, a log directory
+// of its own under logDir.
+func benchPod(name, logDir string) *runtimeapi.PodSandboxConfig {
+	return &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "cribench", Uid: name + "-uid"},
+		LogDirectory: filepath.Join(logDir, name),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
+	}
+}
+
+// sleeper is the benchmarks' container: busybox sleeping until it is stopped.
+func sleeper() *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
+		Image:    &runtimeapi.ImageSpec{Image: busybox},
+		Command:  []string{"sleep", "3600"},
+		LogPath:  "sleeper.log",
+		Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
+	}
 }

@@ -151,25 +151,14 @@ func (b *bench) podMemBench(ctx context.Context, daemon, n int, logDir string, s
 	}()
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("cribench-mem-%d-%d", os.Getpid(), i)
-		cfg := &runtimeapi.PodSandboxConfig{
-			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "cribench", Uid: name + "-uid"},
-			LogDirectory: filepath.Join(logDir, name),
-			Linux:        &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
-		}
+		cfg := benchPod(name, logDir)
 		pr, err := b.runtime.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})
 		if err != nil {
 			return rep, fmt.Errorf("run pod %d: %w", i, err)
 		}
 		pods = append(pods, pr.PodSandboxId)
 		cr, err := b.runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-			PodSandboxId: pr.PodSandboxId, SandboxConfig: cfg,
-			Config: &runtimeapi.ContainerConfig{
-				Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
-				Image:    &runtimeapi.ImageSpec{Image: busybox},
-				Command:  []string{"sleep", "3600"},
-				LogPath:  "sleeper.log",
-				Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: kubeletPodNamespaces()}},
-			},
+			PodSandboxId: pr.PodSandboxId, SandboxConfig: cfg, Config: sleeper(),
 		})
 		if err != nil {
 			return rep, fmt.Errorf("create container in pod %d: %w", i, err)
