@@ -1,6 +1,7 @@
 package idlefree
 
 import (
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,5 +41,23 @@ func TestReleaseCoalescesAndStops(t *testing.T) {
 	}
 	if r.timer.Stop() {
 		t.Fatal("Stop left the release pending")
+	}
+}
+
+func TestReleaseOnlyAfterACollection(t *testing.T) {
+	var h heapWatch
+	runtime.GC()
+	if !h.worthReleasing() {
+		t.Fatal("a collection ran since the last release, but no release is due")
+	}
+	h.released()
+	if h.lastCycles == 0 {
+		t.Fatal("released() recorded no collection after runtime.GC")
+	}
+	// No collection since: nothing to release. (A collection the runtime starts on its own
+	// in between would make this a release, so only check that a new one is seen.)
+	runtime.GC()
+	if !h.worthReleasing() {
+		t.Fatal("a second collection is not seen")
 	}
 }
