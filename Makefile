@@ -27,9 +27,12 @@ build:
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/critest)
 
-# Root integration tests that drive a real daemon over its socket.
+# Root integration tests that drive a real daemon over its socket, one of them through a
+# standalone kubelet (built from the Go module proxy by hack/build-kubelet.sh).
 integration: build
-	CRI_MINI_BIN=$(CURDIR)/$(BIN)/cri-mini $(GO) test -count=1 -timeout 20m ./test/e2e/... ./test/critest/...
+	hack/build-kubelet.sh
+	CRI_MINI_BIN=$(CURDIR)/$(BIN)/cri-mini KUBELET_BIN=$(CURDIR)/$(BIN)/kubelet \
+		$(GO) test -count=1 -timeout 20m ./test/e2e/... ./test/critest/...
 
 critest:
 	test/critest/run.sh

@@ -1,0 +1,504 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// kubeletBinary is $KUBELET_BIN, or _output/bin/kubelet (hack/build-kubelet.sh builds it).
+func kubeletBinary(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("KUBELET_BIN")
+	if bin == "" {
+		_, file, _, _ := runtime.Caller(0)
+		bin = filepath.Join(filepath.Dir(file), "..", "..", "_output", "bin", "kubelet")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no kubelet at %s (hack/build-kubelet.sh builds it): %v", bin, err)
+	}
+	return bin
+}
+
+// kubeletNode is a standalone kubelet (no API server: static pods from a directory) driving
+// the daemon under test, as on a node.
+type kubeletNode struct {
+	t         *testing.T
+	name      string
+	manifests string
+	port      int
+	http      *http.Client
+	log       string
+	stop      func() // stops kubelet, once
+}
+
+// kubeletPod is the part of the kubelet's /pods answer (a v1 PodList) the tests read.
+type kubeletPod struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Status struct {
+		Phase             string `json:"phase"`
+		PodIP             string `json:"podIP"`
+		ContainerStatuses []struct {
+			Name         string `json:"name"`
+			Ready        bool   `json:"ready"`
+			RestartCount int    `json:"restartCount"`
+			ContainerID  string `json:"containerID"`
+			State        struct {
+				Running *struct{} `json:"running"`
+			} `json:"state"`
+			LastState struct {
+				Terminated *struct {
+					ExitCode int    `json:"exitCode"`
+					Reason   string `json:"reason"`
+				} `json:"terminated"`
+			} `json:"lastState"`
+		} `json:"containerStatuses"`
+	} `json:"status"`
+}
+
+// TestKubelet runs a real kubelet (standalone, static pods) on the daemon: a pod with an
+// exec readiness probe and a volume, a container that keeps crashing, kubelet's log and
+// stats endpoints, a daemon SIGKILL under kubelet, and the removal of a pod by kubelet.
+func TestKubelet(t *testing.T) {
+	bin := kubeletBinary(t)
+	if hostNetwork() {
+		t.Skip("kubelet's pods here use the CNI network")
+	}
+	dirs := newDaemonDirs(t)
+	certs := busyboxMirror(t, dirs.base)
+	netLines, _ := podNetwork(t, dirs)
+	cfgPath := dirs.writeConfig(t, netLines+"[registry]\nconfig_path = \""+certs+"\"\n")
+	d := startDaemon(t, dirs.socket, "--config", cfgPath)
+	c := client(t, dirs.socket)
+	cgroupRoot := kubeletCgroupRoot(t) // removed once the pods are gone
+	_, err := os.Stat(kubeletLinkDir)
+	hadLinkDir := err == nil
+	k := startKubelet(t, bin, dirs, cgroupRoot)
+	// kubelet leaves its pods running when it exits, as it should: they are removed after it
+	// stops and before the daemon does. Registered again after each daemon start, so that
+	// it runs before that daemon's stop.
+	teardown := sync.OnceFunc(func() {
+		k.stop()
+		removeAllPods(t, c)
+		removeLogLinks(t, k.name, hadLinkDir)
+	})
+	t.Cleanup(teardown)
+
+	k.writeManifest("talker", `
+    command: ["sh", "-c", "touch /tmp/ready; echo hello > /scratch/hello; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]
+    readinessProbe:
+      exec:
+        command: ["cat", "/tmp/ready"]
+      periodSeconds: 1
+    volumeMounts:
+    - name: scratch
+      mountPath: /scratch
+  volumes:
+  - name: scratch
+    emptyDir: {}`)
+	k.writeManifest("crasher", `
+    command: ["sh", "-c", "echo crashing; sleep 1; exit 3"]`)
+
+	talker := k.waitPod("talker", 90*time.Second, func(p kubeletPod) bool {
+		return p.Status.Phase == "Running" && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready
+	})
+	if !strings.HasPrefix(talker.Status.PodIP, "10.234.") { // every e2e subnet is 10.234.N.0/24
+		t.Errorf("talker's pod IP %q is not on the test network 10.234.N.0/24", talker.Status.PodIP)
+	}
+	talkerID := talker.Status.ContainerStatuses[0].ContainerID
+	if !strings.HasPrefix(talkerID, "cri-mini://") {
+		t.Errorf("kubelet names the container %q, want the cri-mini:// runtime prefix", talkerID)
+	}
+	if logs := k.get("/containerLogs/default/talker-" + k.name + "/talker?tailLines=3"); !strings.Contains(logs, "line ") {
+		t.Errorf("kubelet's containerLogs of talker: %q, want numbered lines", logs)
+	}
+
+	crasher := k.waitPod("crasher", 90*time.Second, func(p kubeletPod) bool {
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount >= 1 &&
+			p.Status.ContainerStatuses[0].LastState.Terminated != nil
+	})
+	if term := crasher.Status.ContainerStatuses[0].LastState.Terminated; term.ExitCode != 3 || term.Reason != "Error" {
+		t.Errorf("crasher's last termination: exit code %d reason %q, want 3 and Error", term.ExitCode, term.Reason)
+	}
+
+	k.checkSummary(t, "talker")
+
+	// The daemon dies under kubelet and comes back: the container neither restarts nor
+	// changes, and kubelet keeps reading its logs.
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	d.done <- nil
+	d = startDaemon(t, dirs.socket, "--config", cfgPath)
+	t.Cleanup(teardown)
+	time.Sleep(3 * time.Second) // several of kubelet's 1 s relists against the new daemon
+	talker = k.waitPod("talker", 60*time.Second, func(p kubeletPod) bool {
+		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready
+	})
+	if st := talker.Status.ContainerStatuses[0]; st.ContainerID != talkerID || st.RestartCount != 0 {
+		t.Errorf("after the daemon restart talker is %s with %d restarts, want %s with none", st.ContainerID, st.RestartCount, talkerID)
+	}
+
+	// A removed manifest: kubelet stops and removes the pod through the runtime.
+	k.removeManifest("talker")
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		pods, err := c.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, p := range pods.Items {
+			found = found || p.Metadata.Name == "talker-"+k.name
+		}
+		if !found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubelet did not remove talker's sandbox within 90s\n%s", k.tail())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if t.Failed() {
+		t.Logf("kubelet's log:\n%s\ndaemon's log:\n%s", k.tail(), d.output.String())
+	}
+}
+
+// startKubelet starts a standalone kubelet on the daemon's socket, its state, logs and
+// cgroups in places of its own, and stops it when the test ends.
+func startKubelet(t *testing.T, bin string, dirs daemonDirs, cgroupRoot string) *kubeletNode {
+	t.Helper()
+	base := filepath.Join(dirs.base, "kubelet")
+	k := &kubeletNode{
+		t: t, name: "crm-e2e-node", manifests: filepath.Join(base, "manifests"), port: freePort(t),
+		log: filepath.Join(base, "kubelet.log"),
+		// The kubelet serves with a self-signed certificate it makes at start-up.
+		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
+	}
+	for _, dir := range []string{k.manifests, filepath.Join(base, "root"), filepath.Join(base, "pods")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+containerRuntimeEndpoint: unix://%[1]s
+imageServiceEndpoint: unix://%[1]s
+staticPodPath: %[2]s
+fileCheckFrequency: 1s
+syncFrequency: 2s
+podLogsDir: %[3]s
+cgroupDriver: cgroupfs
+cgroupRoot: %[4]s
+failSwapOn: false
+address: 127.0.0.1
+port: %[5]d
+readOnlyPort: 0
+healthzPort: 0
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+`, dirs.socket, k.manifests, filepath.Join(base, "pods"), cgroupRoot, k.port)
+	cfgPath := filepath.Join(base, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logFile, err := os.Create(k.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(base, "root")
+	cmd := exec.Command(bin, "--config", cfgPath, "--root-dir", root, "--cert-dir", filepath.Join(base, "pki"),
+		"--hostname-override", k.name, "-v=2")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logFile.Close(); close(done) }()
+	k.stop = sync.OnceFunc(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		// kubelet makes its root dir a shared bind mount of itself and leaves it.
+		_ = syscall.Unmount(root, syscall.MNT_DETACH)
+	})
+	t.Cleanup(k.stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := k.pods(); err == nil {
+			return k
+		}
+		select {
+		case <-done:
+			t.Fatalf("kubelet exited at start-up:\n%s", k.tail())
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubelet did not serve on 127.0.0.1:%d within 60s:\n%s", k.port, k.tail())
+		}
+	}
+}
+
+// kubeletCgroupRoot makes a cgroup of the test's own in every hierarchy, for kubelet's QoS and
+// pod cgroups to live under, and removes the tree kubelet leaves in it when the test ends.
+func kubeletCgroupRoot(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("crm-e2e-kubelet-%d", os.Getpid())
+	mounts, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mounts.Close()
+	var made []string
+	sc := bufio.NewScanner(mounts)
+	for sc.Scan() {
+		// mountinfo: ... mount point is field 5; the file system type follows " - ".
+		fields := strings.Fields(sc.Text())
+		_, after, ok := strings.Cut(sc.Text(), " - ")
+		if !ok || len(fields) < 5 || (!strings.HasPrefix(after, "cgroup ") && !strings.HasPrefix(after, "cgroup2 ")) {
+			continue
+		}
+		dir := filepath.Join(fields[4], name)
+		if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+			t.Fatalf("make kubelet's cgroup root: %v", err)
+		}
+		made = append(made, dir)
+	}
+	t.Cleanup(func() {
+		for _, dir := range made {
+			removeCgroupTree(t, dir)
+		}
+	})
+	return "/" + name
+}
+
+// removeCgroupTree removes dir and the cgroups under it, deepest first.
+func removeCgroupTree(t *testing.T, dir string) {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := syscall.Rmdir(dirs[i]); err != nil && err != syscall.ENOENT {
+			t.Errorf("remove cgroup %s: %v", dirs[i], err)
+		}
+	}
+}
+
+// writeManifest makes a static pod of one busybox container; spec is the YAML that follows
+// the container's image lines (its command, probes, mounts) and may add pod-level keys.
+func (k *kubeletNode) writeManifest(name, spec string) {
+	k.t.Helper()
+	manifest := `apiVersion: v1
+kind: Pod
+metadata:
+  name: ` + name + `
+  namespace: default
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: ` + name + `
+    image: busybox
+    imagePullPolicy: IfNotPresent` + spec + "\n"
+	// Written aside and renamed in: kubelet must never read half a manifest.
+	tmp := filepath.Join(filepath.Dir(k.manifests), name+".yaml")
+	if err := os.WriteFile(tmp, []byte(manifest), 0o644); err != nil {
+		k.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(k.manifests, name+".yaml")); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+func (k *kubeletNode) removeManifest(name string) {
+	k.t.Helper()
+	if err := os.Remove(filepath.Join(k.manifests, name+".yaml")); err != nil {
+		k.t.Fatal(err)
+	}
+}
+
+// get fetches a path of kubelet's server.
+func (k *kubeletNode) get(path string) string {
+	k.t.Helper()
+	body, err := k.fetch(path)
+	if err != nil {
+		k.t.Fatalf("kubelet GET %s: %v\n%s", path, err, k.tail())
+	}
+	return body
+}
+
+func (k *kubeletNode) fetch(path string) (string, error) {
+	resp, err := k.http.Get("https://" + net.JoinHostPort("127.0.0.1", fmt.Sprint(k.port)) + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	return string(body), nil
+}
+
+func (k *kubeletNode) pods() ([]kubeletPod, error) {
+	body, err := k.fetch("/pods")
+	if err != nil {
+		return nil, err
+	}
+	var list struct {
+		Items []kubeletPod `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		return nil, fmt.Errorf("decode kubelet's /pods: %w", err)
+	}
+	return list.Items, nil
+}
+
+// waitPod waits (bounded) until kubelet reports the static pod name in a state ok accepts.
+func (k *kubeletNode) waitPod(name string, timeout time.Duration, ok func(kubeletPod) bool) kubeletPod {
+	k.t.Helper()
+	full := name + "-" + k.name
+	deadline := time.Now().Add(timeout)
+	var last kubeletPod
+	for {
+		pods, err := k.pods()
+		if err != nil {
+			k.t.Fatalf("kubelet's /pods: %v\n%s", err, k.tail())
+		}
+		for _, p := range pods {
+			if p.Metadata.Name == full {
+				if ok(p) {
+					return p
+				}
+				last = p
+			}
+		}
+		if time.Now().After(deadline) {
+			st, _ := json.Marshal(last.Status)
+			k.t.Fatalf("pod %s not as wanted within %s; last status %s\n%s", full, timeout, st, k.tail())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// checkSummary reads kubelet's /stats/summary (fed by the CRI stats RPCs): the running
+// container of pod has memory and writable-layer figures.
+func (k *kubeletNode) checkSummary(t *testing.T, pod string) {
+	t.Helper()
+	var summary struct {
+		Pods []struct {
+			PodRef struct {
+				Name string `json:"name"`
+			} `json:"podRef"`
+			Containers []struct {
+				Name   string `json:"name"`
+				Memory *struct {
+					WorkingSetBytes *uint64 `json:"workingSetBytes"`
+				} `json:"memory"`
+				Rootfs *struct {
+					UsedBytes *uint64 `json:"usedBytes"`
+				} `json:"rootfs"`
+			} `json:"containers"`
+		} `json:"pods"`
+	}
+	// The first figures come from the stats collectors' first pass: wait for them, bounded.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := json.Unmarshal([]byte(k.get("/stats/summary")), &summary); err != nil {
+			t.Fatalf("decode kubelet's /stats/summary: %v", err)
+		}
+		for _, p := range summary.Pods {
+			if p.PodRef.Name != pod+"-"+k.name {
+				continue
+			}
+			for _, ctr := range p.Containers {
+				if ctr.Name == pod && ctr.Memory != nil && ctr.Memory.WorkingSetBytes != nil && *ctr.Memory.WorkingSetBytes > 0 &&
+					ctr.Rootfs != nil && ctr.Rootfs.UsedBytes != nil {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("kubelet's /stats/summary has no memory and rootfs figures for %s within 60s", pod)
+			return
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// tail is the end of kubelet's log, for failure messages.
+func (k *kubeletNode) tail() string {
+	data, _ := os.ReadFile(k.log)
+	const max = 8 << 10
+	if len(data) > max {
+		data = data[len(data)-max:]
+	}
+	return "kubelet log (end):\n" + string(data)
+}
+
+// kubeletLinkDir is where kubelet links each container's log, whatever its configuration.
+const kubeletLinkDir = "/var/log/containers"
+
+// removeLogLinks removes the links kubelet made for node's containers and left (those of
+// the pods still there when it stopped), and the directory if kubelet made it.
+func removeLogLinks(t *testing.T, node string, keepDir bool) {
+	links, _ := filepath.Glob(filepath.Join(kubeletLinkDir, "*-"+node+"_*.log"))
+	for _, l := range links {
+		if err := os.Remove(l); err != nil {
+			t.Errorf("remove kubelet's log link: %v", err)
+		}
+	}
+	if !keepDir {
+		_ = os.Remove(kubeletLinkDir) // only if empty: another user's links stay
+	}
+}
+
+// removeAllPods removes every pod sandbox the daemon knows, with their containers.
+func removeAllPods(t *testing.T, c runtimeapi.RuntimeServiceClient) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pods, err := c.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Errorf("list pods to remove: %v", err)
+		return
+	}
+	for _, p := range pods.Items {
+		if _, err := c.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: p.Id}); err != nil {
+			t.Errorf("remove pod %s: %v", p.Id, err)
+		}
+	}
+}
