@@ -40,18 +40,17 @@ export GOWORK=off CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath -mod=mod"
 
 STAMP_NAME="kubelet"
-STAMP="kubelet=${KUBELET_VERSION} go=$(go env GOVERSION)"
+# The recipe is this script: a change to it rebuilds too.
+STAMP="kubelet=${KUBELET_VERSION} go=$(go env GOVERSION) recipe=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
 
-verify() {
+# version_ok: the binary runs and says it is KUBELET_VERSION.
+version_ok() {
 	local out
-	out="$("${BIN_DIR}/kubelet" --version 2>&1)" || die "kubelet --version failed: ${out}"
-	[[ "${out}" == *"${KUBELET_VERSION}" ]] || die "kubelet --version says '${out}', want ${KUBELET_VERSION}"
-	log "${BIN_DIR#"${REPO_ROOT}/"}/kubelet: ${out}"
+	out="$("${BIN_DIR}/kubelet" --version 2>&1)" && [[ "${out}" == *"${KUBELET_VERSION}" ]]
 }
 
-if [[ "${FORCE:-0}" != 1 && -x "${BIN_DIR}/kubelet" ]] && stamp_matches "${STAMP_NAME}" "${STAMP}"; then
+if [[ "${FORCE:-0}" != 1 && -x "${BIN_DIR}/kubelet" ]] && stamp_matches "${STAMP_NAME}" "${STAMP}" && version_ok; then
 	log "kubelet ${KUBELET_VERSION} already built"
-	verify
 	exit 0
 fi
 
@@ -62,9 +61,11 @@ trap 'rm -rf "${WORK}"' EXIT
 cd "${WORK}"
 
 log "downloading ${KUBE_MODULE}@${KUBELET_VERSION}"
-dir="$(go mod download -json "${KUBE_MODULE}@${KUBELET_VERSION}" |
-	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-[[ -n "${dir}" && -f "${dir}/go.mod" ]] || die "go mod download ${KUBE_MODULE}@${KUBELET_VERSION} gave no source directory"
+# With -json, go mod download reports its errors in the JSON on stdout.
+json="$(go mod download -json "${KUBE_MODULE}@${KUBELET_VERSION}")" ||
+	die "go mod download ${KUBE_MODULE}@${KUBELET_VERSION} failed: ${json}"
+dir="$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"${json}")"
+[[ -n "${dir}" && -f "${dir}/go.mod" ]] || die "go mod download ${KUBE_MODULE}@${KUBELET_VERSION} gave no source directory: ${json}"
 
 staging="$(sed -n 's/^[[:space:]]*\(k8s\.io\/[a-z0-9-]*\) v0\.0\.0$/\1/p' "${dir}/go.mod" | sort -u)"
 [[ -n "${staging}" ]] || die "no staging modules (k8s.io/... v0.0.0) in ${KUBE_MODULE}'s go.mod"
@@ -75,6 +76,8 @@ staging="$(sed -n 's/^[[:space:]]*\(k8s\.io\/[a-z0-9-]*\) v0\.0\.0$/\1/p' "${dir
 		printf '\t%s => %s %s\n' "${m}" "${m}" "${STAGING_VERSION}"
 	done
 	printf ')\n'
+	# The runtime behaviour upstream builds kubelet with (its go.mod's godebug line).
+	grep '^godebug ' "${dir}/go.mod" || true
 } >go.mod
 # kubelet's own main, which lives in package main of cmd/kubelet and cannot be imported.
 cat >main.go <<'GO'
@@ -105,4 +108,5 @@ mv -f "${WORK}/kubelet" "${BIN_DIR}/kubelet"
 stamp_write "${STAMP_NAME}" "${STAMP}"
 log "built kubelet ${KUBELET_VERSION} in $((SECONDS - start))s"
 cd "${REPO_ROOT}"
-verify
+version_ok || die "kubelet --version does not say ${KUBELET_VERSION}: $("${BIN_DIR}/kubelet" --version 2>&1)"
+log "${BIN_DIR#"${REPO_ROOT}/"}/kubelet: $("${BIN_DIR}/kubelet" --version)"

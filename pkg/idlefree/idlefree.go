@@ -40,13 +40,36 @@ func New(delay time.Duration) *Releaser {
 // NewAfterCollection returns a Releaser like New's that releases only when the runtime ran a
 // collection since the last release (see the package comment).
 func NewAfterCollection(delay time.Duration) *Releaser {
-	h := &heapWatch{}
+	return newAfterCollection(delay, gcCounter(), debug.FreeOSMemory)
+}
+
+// newAfterCollection releases when count, the runtime's collections, moved since the last
+// release. The lock covers check, release and record: a timer's function may start while the
+// previous one still runs.
+func newAfterCollection(delay time.Duration, count func() int64, release func()) *Releaser {
+	var mu sync.Mutex
+	var last int64 // collections counted after the last release (which ran one itself)
 	return newReleaser(delay, func() {
-		if h.worthReleasing() {
-			debug.FreeOSMemory()
-			h.released()
+		mu.Lock()
+		defer mu.Unlock()
+		if count() == last {
+			return
 		}
+		release()
+		last = count()
 	})
+}
+
+// gcCounter returns a function that reads how many collections the runtime completed. Its
+// stats are reused: the first read allocates their pause history (about 10 KiB) once, where
+// runtime/metrics would cost every process linking this package a 30 KiB table at start-up.
+// Not safe for concurrent use.
+func gcCounter() func() int64 {
+	var stats debug.GCStats
+	return func() int64 {
+		debug.ReadGCStats(&stats)
+		return stats.NumGC
+	}
 }
 
 func newReleaser(delay time.Duration, release func()) *Releaser {
@@ -74,32 +97,4 @@ func (r *Releaser) Stop() {
 	if r.timer != nil {
 		r.timer.Stop()
 	}
-}
-
-// heapWatch counts the runtime's collections. A timer's function may run while the
-// previous one still does, hence the lock. The stats are reused: the first read allocates
-// their pause history (4 KiB) once. (runtime/metrics would cost every process that links
-// this package a 30 KiB table at start-up.)
-type heapWatch struct {
-	mu         sync.Mutex
-	stats      debug.GCStats
-	lastCycles int64 // collections counted after the last release
-}
-
-func (h *heapWatch) cycles() int64 {
-	debug.ReadGCStats(&h.stats)
-	return h.stats.NumGC
-}
-
-func (h *heapWatch) worthReleasing() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.cycles() != h.lastCycles
-}
-
-// released records the collection count after a release (which ran one collection itself).
-func (h *heapWatch) released() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.lastCycles = h.cycles()
 }

@@ -2,6 +2,7 @@ package idlefree
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,19 +46,48 @@ func TestReleaseCoalescesAndStops(t *testing.T) {
 }
 
 func TestReleaseOnlyAfterACollection(t *testing.T) {
-	var h heapWatch
-	runtime.GC()
-	if !h.worthReleasing() {
-		t.Fatal("a collection ran since the last release, but no release is due")
+	var collections atomic.Int64
+	released := make(chan struct{}, 10)
+	r := newAfterCollection(5*time.Millisecond, collections.Load, func() {
+		collections.Add(1) // a release runs a collection itself
+		released <- struct{}{}
+	})
+	defer r.Stop()
+	quiet := func() bool {
+		r.Touch()
+		select {
+		case <-released:
+			return false
+		case <-time.After(200 * time.Millisecond):
+			return true
+		}
 	}
-	h.released()
-	if h.lastCycles == 0 {
-		t.Fatal("released() recorded no collection after runtime.GC")
+	if !quiet() {
+		t.Fatal("released with no collection since the process started")
 	}
-	// No collection since: nothing to release. (A collection the runtime starts on its own
-	// in between would make this a release, so only check that a new one is seen.)
+	collections.Add(1)
+	if quiet() {
+		t.Fatal("no release after a collection")
+	}
+	if !quiet() {
+		t.Fatal("released again with no collection but its own")
+	}
+	collections.Add(2)
+	if quiet() {
+		t.Fatal("no release after two more collections")
+	}
+}
+
+func TestGCCounter(t *testing.T) {
+	// No collection the runtime starts on its own may interfere.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	count := gcCounter()
+	before := count()
+	if again := count(); again != before {
+		t.Fatalf("collections counted %d then %d with none run", before, again)
+	}
 	runtime.GC()
-	if !h.worthReleasing() {
-		t.Fatal("a second collection is not seen")
+	if after := count(); after != before+1 {
+		t.Fatalf("collections counted %d after runtime.GC, %d before", after, before)
 	}
 }

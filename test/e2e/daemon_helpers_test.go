@@ -78,8 +78,18 @@ type daemon struct {
 	done   chan error
 }
 
-// startDaemon starts cri-mini with args and waits until its socket answers Version.
+// startDaemon starts cri-mini with args, waits until its socket answers Version, and stops
+// it when the test ends.
 func startDaemon(t *testing.T, socket string, args ...string) *daemon {
+	t.Helper()
+	d := launchDaemon(t, socket, args...)
+	t.Cleanup(func() { d.stop(t) })
+	return d
+}
+
+// launchDaemon is startDaemon for a test that orders the daemon's stop among its own
+// cleanups: nothing stops it at the test's end, except a failure to serve.
+func launchDaemon(t *testing.T, socket string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{cmd: exec.Command(binary, args...), output: &syncBuffer{}, done: make(chan error, 1)}
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
@@ -87,7 +97,6 @@ func startDaemon(t *testing.T, socket string, args ...string) *daemon {
 		t.Fatal(err)
 	}
 	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() { d.stop(t) })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := os.Stat(socket); err == nil {
@@ -106,6 +115,8 @@ func startDaemon(t *testing.T, socket string, args ...string) *daemon {
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			_ = d.cmd.Process.Kill()
+			d.done <- <-d.done
 			t.Fatalf("daemon did not serve on %s within 20s\n%s", socket, d.output.String())
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,18 +90,21 @@ func TestKubelet(t *testing.T) {
 	d := startDaemon(t, dirs.socket, "--config", cfgPath)
 	c := client(t, dirs.socket)
 	cgroupRoot := kubeletCgroupRoot(t) // removed once the pods are gone
+	restoreKubeletHostChanges(t)       // once kubelet has stopped
 	_, err := os.Stat(kubeletLinkDir)
 	hadLinkDir := err == nil
 	k := startKubelet(t, bin, dirs, cgroupRoot)
 	// kubelet leaves its pods running when it exits, as it should: they are removed after it
-	// stops and before the daemon does. Registered again after each daemon start, so that
-	// it runs before that daemon's stop.
-	teardown := sync.OnceFunc(func() {
+	// stops, then the daemon that replaced the first one (below) stops.
+	var relaunched *daemon
+	t.Cleanup(func() {
 		k.stop()
 		removeAllPods(t, c)
 		removeLogLinks(t, k.name, hadLinkDir)
+		if relaunched != nil {
+			_ = relaunched.stop(t)
+		}
 	})
-	t.Cleanup(teardown)
 
 	k.writeManifest("talker", `
     command: ["sh", "-c", "touch /tmp/ready; echo hello > /scratch/hello; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"]
@@ -143,19 +147,25 @@ func TestKubelet(t *testing.T) {
 
 	// The daemon dies under kubelet and comes back: the container neither restarts nor
 	// changes, and kubelet keeps reading its logs.
+	before := lastLineNumber(t, k.get("/containerLogs/default/talker-"+k.name+"/talker?tailLines=1"))
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-d.done
-	d.done <- nil
-	d = startDaemon(t, dirs.socket, "--config", cfgPath)
-	t.Cleanup(teardown)
-	time.Sleep(3 * time.Second) // several of kubelet's 1 s relists against the new daemon
+	d.done <- <-d.done
+	relaunched = launchDaemon(t, dirs.socket, "--config", cfgPath)
+	st, err := c.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: strings.TrimPrefix(talkerID, "cri-mini://")})
+	if err != nil || st.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("talker after the daemon restart: %v %v", st.GetStatus().GetState(), err)
+	}
+	time.Sleep(3 * time.Second) // several of kubelet's relists against the new daemon
 	talker = k.waitPod("talker", 60*time.Second, func(p kubeletPod) bool {
 		return len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready
 	})
 	if st := talker.Status.ContainerStatuses[0]; st.ContainerID != talkerID || st.RestartCount != 0 {
 		t.Errorf("after the daemon restart talker is %s with %d restarts, want %s with none", st.ContainerID, st.RestartCount, talkerID)
+	}
+	if after := lastLineNumber(t, k.get("/containerLogs/default/talker-"+k.name+"/talker?tailLines=1")); after <= before {
+		t.Errorf("kubelet's containerLogs of talker end at line %d after the daemon restart, %d before", after, before)
 	}
 
 	// A removed manifest: kubelet stops and removes the pod through the runtime.
@@ -179,7 +189,7 @@ func TestKubelet(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	if t.Failed() {
-		t.Logf("kubelet's log:\n%s\ndaemon's log:\n%s", k.tail(), d.output.String())
+		t.Logf("kubelet's log:\n%s\ndaemon's log:\n%s", k.tail(), relaunched.output.String())
 	}
 }
 
@@ -210,6 +220,7 @@ podLogsDir: %[3]s
 cgroupDriver: cgroupfs
 cgroupRoot: %[4]s
 failSwapOn: false
+makeIPTablesUtilChains: false
 address: 127.0.0.1
 port: %[5]d
 readOnlyPort: 0
@@ -300,7 +311,8 @@ func kubeletCgroupRoot(t *testing.T) string {
 	return "/" + name
 }
 
-// removeCgroupTree removes dir and the cgroups under it, deepest first.
+// removeCgroupTree removes dir and the cgroups under it, deepest first. Processes still in
+// them (a test that failed before its pods were removed) are killed first.
 func removeCgroupTree(t *testing.T, dir string) {
 	var dirs []string
 	_ = filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
@@ -310,10 +322,62 @@ func removeCgroupTree(t *testing.T, dir string) {
 		return nil
 	})
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := syscall.Rmdir(dirs[i]); err != nil && err != syscall.ENOENT {
+		var err error
+		for try := 0; try < 50; try++ {
+			procs, _ := os.ReadFile(filepath.Join(dirs[i], "cgroup.procs"))
+			for _, f := range strings.Fields(string(procs)) {
+				if pid, perr := strconv.Atoi(f); perr == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			if err = syscall.Rmdir(dirs[i]); err == nil || err == syscall.ENOENT || err != syscall.EBUSY {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil && err != syscall.ENOENT {
 			t.Errorf("remove cgroup %s: %v", dirs[i], err)
 		}
 	}
+}
+
+// kubeletTunables are the kernel settings kubelet sets at start-up unless
+// protectKernelDefaults (which makes it refuse to start on a machine that differs):
+// pkg/kubelet/cm setupKernelTunables.
+var kubeletTunables = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+}
+
+// kubeletStateDir is where kubelet puts its device plugin socket, whatever its root dir.
+const kubeletStateDir = "/var/lib/kubelet"
+
+// restoreKubeletHostChanges puts back, when the test ends, what kubelet changes on the host
+// outside the directories it is given: its kernel settings and its device plugin socket.
+func restoreKubeletHostChanges(t *testing.T) {
+	t.Helper()
+	saved := map[string][]byte{}
+	for _, k := range kubeletTunables {
+		v, err := os.ReadFile(filepath.Join("/proc/sys", k))
+		if err != nil {
+			t.Fatalf("read %s: %v", k, err)
+		}
+		saved[k] = v
+	}
+	_, err := os.Stat(kubeletStateDir)
+	hadStateDir := err == nil
+	t.Cleanup(func() {
+		for k, v := range saved {
+			if err := os.WriteFile(filepath.Join("/proc/sys", k), v, 0o644); err != nil {
+				t.Errorf("restore %s: %v", k, err)
+			}
+		}
+		if hadStateDir {
+			_ = os.Remove(filepath.Join(kubeletStateDir, "device-plugins", "kubelet.sock"))
+		} else {
+			_ = os.RemoveAll(kubeletStateDir)
+		}
+	})
 }
 
 // writeManifest makes a static pod of one busybox container; spec is the YAML that follows
@@ -419,7 +483,7 @@ func (k *kubeletNode) waitPod(name string, timeout time.Duration, ok func(kubele
 // container of pod has memory and writable-layer figures.
 func (k *kubeletNode) checkSummary(t *testing.T, pod string) {
 	t.Helper()
-	var summary struct {
+	type summaryPods struct {
 		Pods []struct {
 			PodRef struct {
 				Name string `json:"name"`
@@ -438,6 +502,7 @@ func (k *kubeletNode) checkSummary(t *testing.T, pod string) {
 	// The first figures come from the stats collectors' first pass: wait for them, bounded.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		var summary summaryPods // fresh each time: Unmarshal would keep an earlier answer's fields
 		if err := json.Unmarshal([]byte(k.get("/stats/summary")), &summary); err != nil {
 			t.Fatalf("decode kubelet's /stats/summary: %v", err)
 		}
@@ -485,6 +550,20 @@ func removeLogLinks(t *testing.T, node string, keepDir bool) {
 	if !keepDir {
 		_ = os.Remove(kubeletLinkDir) // only if empty: another user's links stay
 	}
+}
+
+// lastLineNumber is N of the last "line N" in logs.
+func lastLineNumber(t *testing.T, logs string) int {
+	t.Helper()
+	i := strings.LastIndex(logs, "line ")
+	if i < 0 {
+		t.Fatalf("no numbered line in %q", logs)
+	}
+	n, err := strconv.Atoi(strings.Fields(logs[i+len("line "):])[0])
+	if err != nil {
+		t.Fatalf("no number after the last \"line \" in %q", logs)
+	}
+	return n
 }
 
 // removeAllPods removes every pod sandbox the daemon knows, with their containers.
