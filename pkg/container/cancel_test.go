@@ -140,3 +140,56 @@ func TestCreateCancelledRemovesTheMonitorsContainer(t *testing.T) {
 		t.Fatalf("failed create left containers %d, names %v", len(m.List()), m.names)
 	}
 }
+
+// TestStartCancelledRecordsTheRunningContainer: a StartContainer whose caller gives up while
+// the monitor is starting the container still records it RUNNING. The monitor starts it
+// regardless; the record used to stay CREATED, unwatched, and kubelet, seeing a container
+// that never ran, started another instance of it next to the one running.
+func TestStartCancelledRecordsTheRunningContainer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, srv := newCancelTestManager(t, hookSpawner{onStart: func() {
+		cancel()
+		time.Sleep(100 * time.Millisecond)
+	}})
+	c, err := m.Create(context.Background(), "ready", sleepConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startErr := m.Start(ctx, c.ID)
+	st, err := srv.State(c.ID)
+	if err != nil || st.Status != monitor.StatusRunning {
+		t.Fatalf("monitor state %+v, %v; want running", st, err)
+	}
+	got, err := m.Get(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != StateRunning || got.Pid != st.Pid {
+		t.Fatalf("Start = %v; record %s pid %d, the monitor runs it as pid %d", startErr, got.State, got.Pid, st.Pid)
+	}
+	if err := m.Remove(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStartAfterCancelDoesNothing: a StartContainer whose caller is gone before anything
+// was asked of the monitor returns the cancellation and leaves the container CREATED.
+func TestStartAfterCancelDoesNothing(t *testing.T) {
+	m, srv := newCancelTestManager(t, hookSpawner{})
+	c, err := m.Create(context.Background(), "ready", sleepConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Start(ctx, c.ID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start with a cancelled context = %v, want context.Canceled", err)
+	}
+	if st, err := srv.State(c.ID); err != nil || st.Status != monitor.StatusCreated {
+		t.Fatalf("monitor state %+v, %v; want created", st, err)
+	}
+	if got, err := m.Get(c.ID); err != nil || got.State != StateCreated {
+		t.Fatalf("record %+v, %v; want CREATED", got, err)
+	}
+}
