@@ -134,13 +134,17 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	if err != nil {
 		return nil, err
 	}
-	st, err := cl.Create(ctx, id, monitor.CreateOptions{
+	st, err := monitorCreate(ctx, cl, id, monitor.CreateOptions{
 		LogPath: c.LogPath, TTY: cfg.TTY, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Config: raw,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create container %s in monitor: %w", id, err)
+		return nil, err
 	}
 	undo = append(undo, func(ctx context.Context) error { return m.monitorRemove(ctx, &c) })
+	// A caller that gave up meanwhile is told so: the undo removes the process again.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", id, err)
+	}
 	c.Pid = st.Pid
 	c.State = StateCreated
 	if err := m.put(&c); err != nil {
@@ -331,6 +335,26 @@ func (m *Manager) removeCgroup(p string) error {
 		wait = min(2*wait, 20*time.Millisecond)
 	}
 	return err
+}
+
+// monitorCreate creates container id's process in the pod's monitor.
+//
+// The monitor finishes a create it has received even when the daemon stops waiting for the
+// answer, so the request is not cut short when the caller gives up (kubelet or crictl
+// cancelling on a timeout): with the caller's context Create's undo ran without knowing of
+// the process, and the monitor kept it, and its log file, until the pod was removed. Create
+// still returns the cancellation, once the undo can remove the process.
+func monitorCreate(ctx context.Context, cl *monitor.Client, id string, opts monitor.CreateOptions) (monitor.ContainerState, error) {
+	if err := ctx.Err(); err != nil {
+		return monitor.ContainerState{}, fmt.Errorf("create container %s: %w", id, err)
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), monitor.DefaultTimeout)
+	defer cancel()
+	st, err := cl.Create(mctx, id, opts)
+	if err != nil {
+		return st, fmt.Errorf("create container %s in monitor: %w", id, err)
+	}
+	return st, nil
 }
 
 // monitorRemove makes the pod's monitor forget the container (killing it if it never

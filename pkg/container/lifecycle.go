@@ -34,7 +34,17 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 	if err != nil {
 		return err
 	}
-	st, err := cl.Start(ctx, c.ID)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
+	// Once asked, the monitor starts the container whether the caller still waits or not:
+	// the request and the record of its outcome run to their end when the caller gives up
+	// (kubelet or crictl cancelling on a timeout). Cut short, they left a running container
+	// recorded CREATED and unwatched, and kubelet started another instance next to it.
+	ctx = context.WithoutCancel(ctx)
+	sctx, cancel := context.WithTimeout(ctx, monitor.DefaultTimeout)
+	defer cancel()
+	st, err := cl.Start(sctx, c.ID)
 	if err != nil {
 		// A command that cannot run (missing binary) leaves an exited container, as the
 		// CRI expects: its init exits at once, and the monitor's record says how.

@@ -73,6 +73,12 @@ func (c *Client) call(ctx context.Context, req *Request) (*Response, error) {
 	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A caller gone by now (it may have waited for the lock) is told so and nothing is sent:
+	// roundTrip notices a cancellation only through a goroutine, usually after the write,
+	// and the monitor carries out every request it reads.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("monitor %s %s: %w", req.Op, req.ID, err)
+	}
 	if c.conn == nil {
 		if err := c.dialLocked(ctx); err != nil {
 			return nil, err
