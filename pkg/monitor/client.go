@@ -99,8 +99,12 @@ func (c *Client) roundTrip(ctx context.Context, req *Request) (*Response, error)
 	if err := c.conn.SetDeadline(dl); err != nil {
 		return nil, err
 	}
-	// Cancellation before the deadline: unblock the I/O at once.
-	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	// Cancellation before the deadline: unblock the I/O at once. The function gets this
+	// request's connection, not the field: once it has started, stop does not wait for it,
+	// and by the time it runs call may have dropped the connection (a nil field) or dialled
+	// the next one.
+	conn := c.conn
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	out, err := json.Marshal(req)
 	if err != nil {
