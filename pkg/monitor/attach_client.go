@@ -31,6 +31,9 @@ func DialAttach(ctx context.Context, sock, id string, stdin bool) (_ *AttachStre
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", sock)
 	if err != nil {
+		if refusedOrMissing(err) {
+			return nil, fmt.Errorf("dial monitor %s: %w: %w", sock, ErrGone, err)
+		}
 		return nil, fmt.Errorf("dial monitor %s: %w", sock, err)
 	}
 	defer func() {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -42,6 +43,9 @@ func (c *Client) dialLocked(ctx context.Context) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.path)
 	if err != nil {
+		if refusedOrMissing(err) {
+			return fmt.Errorf("dial monitor %s: %w: %w", c.path, ErrGone, err)
+		}
 		return fmt.Errorf("dial monitor %s: %w", c.path, err)
 	}
 	c.conn, c.rd = conn, bufio.NewReader(conn)
@@ -89,9 +93,26 @@ func (c *Client) call(ctx context.Context, req *Request) (*Response, error) {
 		// The stream may hold a late answer now: never reuse it.
 		_ = c.conn.Close()
 		c.conn = nil
+		if ctx.Err() == nil {
+			// The connection broke (EOF, ECONNRESET, EPIPE): a monitor that was killed
+			// breaks it, and then nothing listens on its socket either. Dialling again
+			// tells that apart from a dropped connection, without sending the request
+			// twice; a new connection is kept for the next request.
+			if derr := c.dialLocked(ctx); errors.Is(derr, ErrGone) {
+				return nil, fmt.Errorf("monitor %s %s: %w (%w)", req.Op, req.ID, err, derr)
+			}
+		}
 		return nil, fmt.Errorf("monitor %s %s: %w", req.Op, req.ID, err)
 	}
 	return resp, resp.Err()
+}
+
+// refusedOrMissing reports whether a dial error says that no process serves the socket:
+// connect(2) on a unix socket fails with ECONNREFUSED when nothing listens on it (its
+// monitor died without removing it: a SIGKILL or an OOM kill) and with ENOENT when it was
+// removed. A timeout or EAGAIN (a full backlog) says nothing of the kind.
+func refusedOrMissing(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
 }
 
 func (c *Client) roundTrip(ctx context.Context, req *Request) (*Response, error) {

@@ -91,6 +91,11 @@ var (
 	ErrTimeout      = errors.New("timed out")
 )
 
+// ErrGone is wrapped by a client's errors when the monitor is not running any more: nothing
+// listens on its socket, or the socket is gone. The client finds it out; the monitor never
+// sends it. Its pod's containers then have no monitor: their exits are unrecorded.
+var ErrGone = errors.New("monitor is gone")
+
 var sentinels = map[string]error{
 	"notFound":     ErrNotFound,
 	"exists":       ErrExists,
