@@ -138,6 +138,10 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 		LogPath: c.LogPath, TTY: cfg.TTY, Stdin: cfg.Stdin, StdinOnce: cfg.StdinOnce, Config: raw,
 	})
 	if err != nil {
+		if errors.Is(err, monitor.ErrGone) {
+			// The pod's monitor died: the next create launches it a new one.
+			m.dropClient(ctx, sb.ID, cl, err)
+		}
 		return nil, err
 	}
 	undo = append(undo, func(ctx context.Context) error { return m.monitorRemove(ctx, &c) })
@@ -358,16 +362,22 @@ func monitorCreate(ctx context.Context, cl *monitor.Client, id string, opts moni
 }
 
 // monitorRemove makes the pod's monitor forget the container (killing it if it never
-// started). A monitor that is gone or does not know it is fine.
+// started). A monitor that is gone or does not know it is fine: what is left of the
+// container dies with its cgroup (releaseResources).
 func (m *Manager) monitorRemove(ctx context.Context, c *Container) error {
 	cl := m.existingClient(c.PodSandboxID)
 	if cl == nil {
 		return nil
 	}
-	if err := cl.Remove(ctx, c.ID); err != nil && !errors.Is(err, monitor.ErrNotFound) && !errors.Is(err, monitor.ErrShuttingDown) {
-		return fmt.Errorf("remove container %s from monitor: %w", c.ID, err)
+	err := cl.Remove(ctx, c.ID)
+	switch {
+	case err == nil, errors.Is(err, monitor.ErrNotFound), errors.Is(err, monitor.ErrShuttingDown):
+		return nil
+	case errors.Is(err, monitor.ErrGone):
+		m.dropClient(ctx, c.PodSandboxID, cl, err)
+		return nil
 	}
-	return nil
+	return fmt.Errorf("remove container %s from monitor: %w", c.ID, err)
 }
 
 // cleanupCreating undoes a create the daemon did not finish.

@@ -45,6 +45,11 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 	sctx, cancel := context.WithTimeout(ctx, monitor.DefaultTimeout)
 	defer cancel()
 	st, err := cl.Start(sctx, c.ID)
+	if errors.Is(err, monitor.ErrGone) {
+		m.dropClient(ctx, c.PodSandboxID, cl, err)
+		m.monitorGone(ctx, e)
+		return fmt.Errorf("start container %s: %w", c.ID, err)
+	}
 	if err != nil {
 		// A command that cannot run (missing binary) leaves an exited container, as the
 		// CRI expects: its init exits at once, and the monitor's record says how.
@@ -92,9 +97,20 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 	logger := klog.FromContext(ctx)
 	cl := m.existingClient(c.PodSandboxID)
 	if cl == nil {
-		// No monitor: nothing can be running; the exit record (if any) tells how it ended.
-		m.exitFromDisk(ctx, e)
+		// No monitor (it died): what is left of the container is killed, and the exit
+		// record (if any) tells how it ended.
+		m.monitorGone(ctx, e)
 		return nil
+	}
+	// A monitor that died meanwhile cannot stop the container: what is left of it is
+	// killed through its cgroup instead, and Stop succeeds (it is idempotent).
+	gone := func(err error) bool {
+		if !errors.Is(err, monitor.ErrGone) {
+			return false
+		}
+		m.dropClient(ctx, c.PodSandboxID, cl, err)
+		m.monitorGone(ctx, e)
+		return true
 	}
 	sig := syscall.Signal(c.StopSignal)
 	if sig == 0 {
@@ -109,6 +125,9 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 			m.exitFromDisk(ctx, e)
 			return nil
 		}
+		if gone(err) {
+			return nil
+		}
 		return fmt.Errorf("stop container %s: signal %v: %w", c.ID, sig, err)
 	}
 	logger.V(2).Info("Stopping container", "containerID", c.ID, "signal", sig.String(), "timeout", timeout)
@@ -119,14 +138,23 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 		if err == nil {
 			return m.markExited(ctx, e, st.Exit)
 		}
+		if gone(err) {
+			return nil
+		}
 		if !errors.Is(err, monitor.ErrTimeout) {
 			return fmt.Errorf("stop container %s: %w", c.ID, err)
 		}
 		if _, err := cl.Signal(ctx, c.ID, syscall.SIGKILL); err != nil && !errors.Is(err, monitor.ErrNotFound) {
+			if gone(err) {
+				return nil
+			}
 			return fmt.Errorf("stop container %s: SIGKILL: %w", c.ID, err)
 		}
 	}
 	st, err := m.waitExit(ctx, c, killWait)
+	if gone(err) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("stop container %s: wait after SIGKILL: %w", c.ID, err)
 	}

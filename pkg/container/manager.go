@@ -290,6 +290,12 @@ func exitedFrom(c Container, rec *monitor.ExitRecord) Container {
 
 // markExited records the container's exit (once: a later call keeps the first record).
 func (m *Manager) markExited(ctx context.Context, e *entry, rec *monitor.ExitRecord) error {
+	return m.markExitedWhy(ctx, e, rec, "")
+}
+
+// markExitedWhy is markExited with the message reported for an unknown exit (rec nil);
+// empty keeps exitedFrom's.
+func (m *Manager) markExitedWhy(ctx context.Context, e *entry, rec *monitor.ExitRecord, unknown string) error {
 	e.ex.Lock()
 	defer e.ex.Unlock()
 	cur := e.get()
@@ -297,6 +303,9 @@ func (m *Manager) markExited(ctx context.Context, e *entry, rec *monitor.ExitRec
 		return nil
 	}
 	c := exitedFrom(cur, rec)
+	if rec == nil && unknown != "" {
+		c.Message = unknown
+	}
 	if err := m.put(&c); err != nil {
 		return err
 	}

@@ -145,10 +145,15 @@ func (m *Manager) shutdownMonitor(ctx context.Context, podID string) error {
 		cancel()
 		_ = cl.Close()
 		p.client = nil
-		if err != nil && !errors.Is(err, monitor.ErrShuttingDown) && m.monitorAlive(p.dir) {
+		switch {
+		case errors.Is(err, monitor.ErrGone):
+			// Killed: it left its socket behind, and there is nothing to wait for.
+			klog.FromContext(ctx).Info("Monitor of pod is gone", "podSandboxID", podID, "err", err)
+		case err != nil && !errors.Is(err, monitor.ErrShuttingDown) && m.monitorAlive(p.dir):
 			return fmt.Errorf("shut down monitor of pod %s: %w", podID, err)
+		default:
+			m.waitMonitorGone(ctx, p.dir)
 		}
-		m.waitMonitorGone(ctx, p.dir)
 	}
 	if err := os.RemoveAll(p.dir); err != nil {
 		return fmt.Errorf("remove monitor dir of pod %s: %w", podID, err)
@@ -239,6 +244,10 @@ func (m *Manager) watchLoop(ctx context.Context, c Container) {
 			// The monitor forgot it: only the exit record on disk can tell.
 			m.exitFromDisk(ctx, e)
 			return
+		case errors.Is(err, monitor.ErrGone):
+			logger.Info("Monitor of container is gone", "err", err)
+			m.monitorGone(ctx, e)
+			return
 		}
 		if ctx.Err() != nil {
 			return
@@ -263,12 +272,55 @@ func (m *Manager) watchLoop(ctx context.Context, c Container) {
 }
 
 func (m *Manager) exitFromDisk(ctx context.Context, e *entry) {
+	m.exitFromDiskWhy(ctx, e, "")
+}
+
+// exitFromDiskWhy is exitFromDisk with the message reported when there is no exit record.
+func (m *Manager) exitFromDiskWhy(ctx context.Context, e *entry, unknown string) {
 	c := e.get()
 	var recp *monitor.ExitRecord
 	if rec, err := monitor.ReadExit(monitor.ContainerDir(c.MonitorDir, c.ID)); err == nil {
 		recp = &rec
 	}
-	if err := m.markExited(ctx, e, recp); err != nil {
+	if err := m.markExitedWhy(ctx, e, recp, unknown); err != nil {
 		klog.FromContext(ctx).Error(err, "Recording container exit", "containerID", c.ID)
 	}
+}
+
+// monitorDiedMessage is the message of a container whose monitor died before it recorded
+// the container's exit.
+const monitorDiedMessage = "the pod's monitor died; the container's exit was not recorded"
+
+// monitorGone settles container e once its pod's monitor is known to be gone (killed, or
+// OOM-killed): what is left of the container is killed, and the exit is recorded from the
+// exit record if the monitor wrote one, else as 255 "Unknown", as a restart of the daemon
+// would find it (DESIGN.md section 7).
+func (m *Manager) monitorGone(ctx context.Context, e *entry) {
+	c := e.get()
+	if c.State == StateExited {
+		return
+	}
+	m.killLeftovers(ctx, c)
+	m.exitFromDiskWhy(ctx, e, monitorDiedMessage)
+}
+
+// dropClient forgets cl, the pod's connection to a monitor found gone (see monitor.ErrGone),
+// so that Stop and Remove no longer go through it. A later CreateContainer or StartPod finds
+// no client and launches the pod a new monitor, as for a pod that has none. Only cl is
+// dropped: a client made since then belongs to a newer monitor.
+func (m *Manager) dropClient(ctx context.Context, podID string, cl *monitor.Client, cause error) {
+	m.mu.RLock()
+	p, ok := m.pods[podID]
+	m.mu.RUnlock()
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cl == nil || p.client != cl {
+		return
+	}
+	_ = cl.Close()
+	p.client = nil
+	klog.FromContext(ctx).Info("Monitor of pod is gone", "podSandboxID", podID, "err", cause)
 }
