@@ -35,6 +35,9 @@ func (m *Manager) Attach(ctx context.Context, idOrPrefix string, s StreamIO) err
 	switch {
 	case errors.Is(err, monitor.ErrNotFound):
 		return fmt.Errorf("attach to container %s: %w: %w", c.ID, err, store.ErrNotFound)
+	case errors.Is(err, monitor.ErrGone):
+		// Its stdio went with the monitor; its watcher records it exited.
+		return fmt.Errorf("attach to container %s: %w: %w", c.ID, err, store.ErrFailedPrecondition)
 	case err != nil:
 		return fmt.Errorf("attach to container %s: %w", c.ID, err)
 	}
