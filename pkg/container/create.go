@@ -402,6 +402,6 @@ func (m *Manager) reconnectOne(ctx context.Context, c *Container) bool {
 	if known {
 		return false
 	}
-	states := m.reconnect(ctx, c.PodSandboxID, c.MonitorDir)
+	states, _ := m.reconnect(ctx, c.PodSandboxID, c.MonitorDir)
 	return states != nil
 }

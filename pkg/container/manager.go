@@ -329,6 +329,7 @@ func (m *Manager) recover(ctx context.Context) error {
 		return err
 	}
 	states := map[string]map[string]monitor.ContainerState{} // pod → container → state
+	gone := map[string]bool{}                                // pods whose monitor is known dead
 	var creating []Container
 	for _, cp := range recs {
 		c := *cp
@@ -337,10 +338,16 @@ func (m *Manager) recover(ctx context.Context) error {
 			continue
 		}
 		if _, ok := states[c.PodSandboxID]; !ok && (c.State == StateCreated || c.State == StateRunning) {
-			states[c.PodSandboxID] = m.reconnect(ctx, c.PodSandboxID, c.MonitorDir)
+			states[c.PodSandboxID], gone[c.PodSandboxID] = m.reconnect(ctx, c.PodSandboxID, c.MonitorDir)
 		}
 		e := &entry{rec: c}
-		if c.State == StateCreated || c.State == StateRunning {
+		switch {
+		case c.State != StateCreated && c.State != StateRunning:
+		case gone[c.PodSandboxID]:
+			// What the monitor left runs on unsupervised: killed before kubelet, seeing the
+			// container EXITED, starts its next instance next to it.
+			m.monitorGone(ctx, e)
+		default:
 			m.reconcile(ctx, e, states[c.PodSandboxID])
 		}
 		m.byID[c.ID] = e
@@ -385,21 +392,24 @@ func (m *Manager) stopOrphanMonitors(ctx context.Context) {
 	}
 }
 
-// reconnect dials the pod's monitor after a restart and returns its containers' states
-// (nil when the monitor is gone).
-func (m *Manager) reconnect(ctx context.Context, podID, dir string) map[string]monitor.ContainerState {
+// reconnect dials the pod's monitor after a restart and returns its containers' states:
+// nil when the monitor does not answer, and gone when nothing serves its socket any more
+// (monitor.ErrGone; a monitor that is only slow to answer is not gone).
+func (m *Manager) reconnect(ctx context.Context, podID, dir string) (_ map[string]monitor.ContainerState, gone bool) {
 	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	cl, err := monitor.Dial(dctx, monitor.SocketPath(dir))
 	if err != nil {
 		klog.FromContext(ctx).Info("Monitor of pod is gone", "podSandboxID", podID, "err", err)
-		return nil
+		return nil, errors.Is(err, monitor.ErrGone)
 	}
 	list, err := cl.List(dctx)
 	if err != nil {
 		_ = cl.Close()
 		klog.FromContext(ctx).Info("Monitor of pod does not answer", "podSandboxID", podID, "err", err)
-		return nil
+		// A monitor dying as it was dialled breaks the connection, and the client's
+		// check then finds nothing serving the socket.
+		return nil, errors.Is(err, monitor.ErrGone)
 	}
 	m.mu.Lock()
 	m.pods[podID] = &pod{dir: dir, client: cl}
@@ -408,7 +418,7 @@ func (m *Manager) reconnect(ctx context.Context, podID, dir string) map[string]m
 	for _, st := range list {
 		out[st.ID] = st
 	}
-	return out
+	return out, false
 }
 
 // reconcile sets a CREATED or RUNNING record from what the monitor (or, without one, the

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/container/spawner"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
@@ -94,27 +95,8 @@ func TestPodOfAKilledMonitorIsRemovable(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a container rootfs and creating cgroups need root")
 	}
-	t.Setenv(testMonitorEnv, "1")
-	// A short directory: the monitor socket path must fit in sun_path.
-	dir, err := os.MkdirTemp("", "moncrash")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cgParent := "/cri-mini-test-" + filepath.Base(dir)
-	m, err := NewManager(context.Background(), Options{
-		DB:            openDB(t, dir),
-		Sandboxes:     fakeSandboxes{"ready": {ID: "ready", State: sandbox.StateReady, CgroupParent: cgParent}},
-		Images:        layerlessImages{fakeImages{"busybox": {ID: "sha256:abc"}}},
-		RootDir:       filepath.Join(dir, "containers"),
-		StateDir:      filepath.Join(dir, "mon"),
-		MonitorExe:    exe,
-		MonitorLogDir: filepath.Join(dir, "log"),
-	})
+	opts, dir := killableMonitorOptions(t)
+	m, err := NewManager(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +117,6 @@ func TestPodOfAKilledMonitorIsRemovable(t *testing.T) {
 			_ = m.releaseResources(c)
 		}
 		m.Close()
-		_ = m.o.Cgroups.Remove(cgParent)
 	})
 
 	if err := m.StartPod(ctx, "ready"); err != nil {
@@ -230,6 +211,108 @@ func TestPodOfAKilledMonitorIsRemovable(t *testing.T) {
 	})
 	if recs != 0 {
 		t.Errorf("%d container records left", recs)
+	}
+}
+
+// killableMonitorOptions are the options of a manager whose pod "ready" gets a monitor the
+// test can kill (see testMonitorEnv), in a directory of the test's own; the pod's cgroup
+// parent is removed when the test ends.
+func killableMonitorOptions(t *testing.T) (Options, string) {
+	t.Helper()
+	t.Setenv(testMonitorEnv, "1")
+	// A short directory: the monitor socket path must fit in sun_path.
+	dir, err := os.MkdirTemp("", "moncrash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgParent := "/cri-mini-test-" + filepath.Base(dir)
+	opts := Options{
+		DB:            openDB(t, dir),
+		Sandboxes:     fakeSandboxes{"ready": {ID: "ready", State: sandbox.StateReady, CgroupParent: cgParent}},
+		Images:        layerlessImages{fakeImages{"busybox": {ID: "sha256:abc"}}},
+		RootDir:       filepath.Join(dir, "containers"),
+		StateDir:      filepath.Join(dir, "mon"),
+		MonitorExe:    exe,
+		MonitorLogDir: filepath.Join(dir, "log"),
+	}
+	t.Cleanup(func() { _ = cgroups.New().Remove(cgParent) })
+	return opts, dir
+}
+
+// TestRestartSettlesContainersOfADeadMonitor: a monitor killed while the daemon was down
+// leaves its container's processes running, unsupervised. The restarted daemon reports the
+// container EXITED 255 "Unknown" and kills them, before kubelet starts the next instance
+// next to them. They used to run on until the container was removed.
+func TestRestartSettlesContainersOfADeadMonitor(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a container rootfs and creating cgroups need root")
+	}
+	opts, _ := killableMonitorOptions(t)
+	m, err := NewManager(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := m.StartPod(ctx, "ready"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Create(ctx, "ready", Config{Name: "running", Image: "busybox", Command: []string{"sleep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	pids := waitProcs(t, m, c.ID, 2)
+	monDir := m.monitorDir("ready")
+	// The daemon goes away, then the monitor is killed.
+	m.Close()
+	monPid := monitorPid(monDir)
+	if monPid <= 0 {
+		t.Fatal("the pod's monitor process was not found")
+	}
+	if err := syscall.Kill(monPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for alive(monPid) {
+		if ctx.Err() != nil {
+			t.Fatal("the killed monitor did not go away")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	m2, err := NewManager(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range m2.List() {
+			m2.killCgroup(c.CgroupPath)
+			_ = m2.releaseResources(c)
+		}
+		m2.Close()
+	})
+	got, err := m2.Get(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGoneExit(t, *got)
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d of the container still runs after the restart", pid)
+		}
+	}
+	if err := m2.RemovePod(ctx, "ready"); err != nil {
+		t.Fatalf("RemovePodSandbox (its containers) after the restart: %v", err)
+	}
+	if n := len(m2.List()); n != 0 {
+		t.Errorf("%d containers left", n)
 	}
 }
 
