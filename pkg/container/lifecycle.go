@@ -30,9 +30,13 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, store.ErrFailedPrecondition)
 	}
-	cl, _, err := m.monitorClient(ctx, c.PodSandboxID)
-	if err != nil {
-		return err
+	// The pod's monitor holds the created process. Without a client it was found dead (a
+	// CREATED container's pod always has one otherwise): a new monitor would not know the
+	// container, so it is settled instead.
+	cl := m.existingClient(c.PodSandboxID)
+	if cl == nil {
+		m.monitorGone(ctx, e)
+		return fmt.Errorf("start container %s: the pod's monitor died: %w", c.ID, store.ErrFailedPrecondition)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
@@ -122,7 +126,7 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 	caughtBefore, _ := signalCaught(c.Pid, sig)
 	if _, err := cl.Signal(ctx, c.ID, sig); err != nil {
 		if errors.Is(err, monitor.ErrNotFound) {
-			m.exitFromDisk(ctx, e)
+			m.monitorForgot(ctx, e)
 			return nil
 		}
 		if gone(err) {

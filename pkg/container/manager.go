@@ -330,7 +330,7 @@ func (m *Manager) recover(ctx context.Context) error {
 	}
 	states := map[string]map[string]monitor.ContainerState{} // pod → container → state
 	gone := map[string]bool{}                                // pods whose monitor is known dead
-	var creating []Container
+	var creating, running []Container
 	for _, cp := range recs {
 		c := *cp
 		if c.State == StateCreating {
@@ -345,16 +345,22 @@ func (m *Manager) recover(ctx context.Context) error {
 		case c.State != StateCreated && c.State != StateRunning:
 		case gone[c.PodSandboxID]:
 			// What the monitor left runs on unsupervised: killed before kubelet, seeing the
-			// container EXITED, starts its next instance next to it.
-			m.monitorGone(ctx, e)
+			// container EXITED, starts its next instance next to it. SIGKILL without the
+			// wait: start-up must not wait on a process stuck in uninterruptible sleep.
+			m.killCgroup(c.CgroupPath)
+			m.exitFromDiskWhy(ctx, e, monitorDiedMessage)
 		default:
 			m.reconcile(ctx, e, states[c.PodSandboxID])
 		}
 		m.byID[c.ID] = e
 		m.names[nameKey(c.PodSandboxID, c.Config.Name, c.Config.Attempt)] = c.ID
 		if e.get().State == StateRunning {
-			m.watch(e.get())
+			running = append(running, e.get())
 		}
+	}
+	// Watched once the index is whole: a watcher reads it (lookup) while this loop writes it.
+	for _, c := range running {
+		m.watch(c)
 	}
 	// After the others: their pass connects to each live monitor once, and these reuse
 	// that connection (a connection made here first would be replaced there and leak).

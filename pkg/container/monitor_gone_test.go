@@ -155,6 +155,15 @@ func TestPodOfAKilledMonitorIsRemovable(t *testing.T) {
 	// The running container is watched: it converges to EXITED without a request.
 	c := waitState(t, m, running.ID, StateExited)
 	checkGoneExit(t, c)
+	// kubelet restarts an exited container with a new create, without a stop first: it
+	// launches the pod a new monitor at once, not through the dead one.
+	again, err := m.Create(ctx, "ready", Config{Name: "again", Image: "busybox", Command: []string{"sleep"}})
+	if err != nil {
+		t.Fatalf("CreateContainer after the monitor died: %v", err)
+	}
+	if err := m.Remove(ctx, again.ID); err != nil {
+		t.Fatalf("RemoveContainer of the new monitor's container: %v", err)
+	}
 	if _, _, _, err := m.ExecSync(ctx, running.ID, []string{"true"}, 0); !errors.Is(err, store.ErrFailedPrecondition) {
 		t.Errorf("ExecSync in a container of a dead monitor = %v, want a failed precondition", err)
 	}
@@ -271,6 +280,14 @@ func TestRestartSettlesContainersOfADeadMonitor(t *testing.T) {
 	}
 	pids := waitProcs(t, m, c.ID, 2)
 	monDir := m.monitorDir("ready")
+	t.Cleanup(func() {
+		// Whatever a failure left running or mounted.
+		if pid := monitorPid(monDir); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		m.killCgroup(c.CgroupPath)
+		_ = m.releaseResources(c)
+	})
 	// The daemon goes away, then the monitor is killed.
 	m.Close()
 	monPid := monitorPid(monDir)

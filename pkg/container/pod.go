@@ -51,7 +51,10 @@ func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Cli
 		return p.client, p.dir, nil
 	}
 	sock := monitor.SocketPath(p.dir)
-	// A monitor of a previous daemon run may still serve the pod.
+	// A monitor of a previous daemon run may still serve the pod. One that does not answer
+	// in time is not replaced: a new monitor would take over its socket path, and the
+	// containers of the old one would be lost to the daemon. Only a monitor that nothing
+	// serves any more (monitor.ErrGone) is.
 	if _, err := os.Stat(sock); err == nil {
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		cl, err := monitor.Dial(dctx, sock)
@@ -59,6 +62,9 @@ func (m *Manager) monitorClient(ctx context.Context, podID string) (*monitor.Cli
 		if err == nil {
 			p.client = cl
 			return cl, p.dir, nil
+		}
+		if !errors.Is(err, monitor.ErrGone) {
+			return nil, "", fmt.Errorf("monitor of pod %s does not answer: %w", podID, err)
 		}
 	}
 	lo := monitor.LaunchOptions{
@@ -241,12 +247,12 @@ func (m *Manager) watchLoop(ctx context.Context, c Container) {
 		case errors.Is(err, monitor.ErrTimeout) && ctx.Err() == nil:
 			continue
 		case errors.Is(err, monitor.ErrNotFound):
-			// The monitor forgot it: only the exit record on disk can tell.
-			m.exitFromDisk(ctx, e)
+			m.monitorForgot(ctx, e)
 			return
 		case errors.Is(err, monitor.ErrGone):
 			logger.Info("Monitor of container is gone", "err", err)
 			m.monitorGone(ctx, e)
+			m.dropIfGone(ctx, c.PodSandboxID)
 			return
 		}
 		if ctx.Err() != nil {
@@ -302,6 +308,52 @@ func (m *Manager) monitorGone(ctx context.Context, e *entry) {
 	}
 	m.killLeftovers(ctx, c)
 	m.exitFromDiskWhy(ctx, e, monitorDiedMessage)
+}
+
+// monitorReplacedMessage is the message of a container that the pod's monitor does not know.
+const monitorReplacedMessage = "the pod's monitor died (the one serving the pod now does not know the container); the container's exit was not recorded"
+
+// monitorForgot settles container e, recorded CREATED or RUNNING, that the pod's monitor does
+// not know. A monitor keeps every container it made until RemoveContainer, so this one is
+// serving the pod in place of a monitor that died: like monitorGone, what is left of the
+// container is killed, and the exit record, if any, tells how it ended.
+func (m *Manager) monitorForgot(ctx context.Context, e *entry) {
+	c := e.get()
+	if c.State == StateExited {
+		return
+	}
+	m.killLeftovers(ctx, c)
+	m.exitFromDiskWhy(ctx, e, monitorReplacedMessage)
+}
+
+// dropIfGone drops the pod's client when nothing serves its monitor's socket any more: kubelet
+// restarts an exited container with a CreateContainer that must not go through the client
+// of a dead monitor. The pod's lock is held over the check, so no monitor is launched in
+// between; a live monitor's client stays.
+func (m *Manager) dropIfGone(ctx context.Context, podID string) {
+	m.mu.RLock()
+	p, ok := m.pods[podID]
+	m.mu.RUnlock()
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cl, err := monitor.Dial(dctx, monitor.SocketPath(p.dir))
+	if err == nil {
+		_ = cl.Close()
+		return
+	}
+	if errors.Is(err, monitor.ErrGone) {
+		klog.FromContext(ctx).V(2).Info("Dropping the connection to a dead monitor", "podSandboxID", podID)
+		_ = p.client.Close()
+		p.client = nil
+	}
 }
 
 // dropClient forgets cl, the pod's connection to a monitor found gone (see monitor.ErrGone),

@@ -145,6 +145,12 @@ func (c *Client) roundTrip(ctx context.Context, req *Request) (*Response, error)
 	if err := json.Unmarshal(line, &resp); err != nil {
 		return nil, fmt.Errorf("decode response: %w", err)
 	}
+	if !stop() {
+		// The cancellation fired as the answer came: its past deadline may land on the
+		// connection at any moment, even during the next request. Never reuse it.
+		_ = conn.Close()
+		c.conn = nil
+	}
 	return &resp, nil
 }
 
