@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,6 +145,7 @@ func TestKubelet(t *testing.T) {
 	}
 
 	k.checkSummary(t, "talker")
+	k.checkExec(t, "talker")
 
 	// The daemon dies under kubelet and comes back: the container neither restarts nor
 	// changes, and kubelet keeps reading its logs.
@@ -522,6 +524,100 @@ func (k *kubeletNode) checkSummary(t *testing.T, pod string) {
 			return
 		}
 		time.Sleep(time.Second)
+	}
+}
+
+// checkExec runs a command in pod's container through kubelet's exec endpoint, the way
+// kubectl exec does: a WebSocket (remotecommand v5.channel.k8s.io) that kubelet proxies to
+// the runtime's streaming server. Its output and its exit code must come back.
+func (k *kubeletNode) checkExec(t *testing.T, pod string) {
+	t.Helper()
+	path := "/exec/default/" + pod + "-" + k.name + "/" + pod +
+		"?command=sh&command=-c&command=" + url.QueryEscape("echo out-$((6*7)); echo err >&2; exit 3") + "&output=1&error=1"
+	stdout, stderr, status, err := wsExec(k.port, path)
+	if err != nil {
+		t.Fatalf("exec through kubelet: %v\n%s", err, k.tail())
+	}
+	if strings.TrimSpace(stdout) != "out-42" || strings.TrimSpace(stderr) != "err" {
+		t.Errorf("exec through kubelet: stdout %q stderr %q, want out-42 and err", stdout, stderr)
+	}
+	// The status is a metav1.Status: a non-zero exit is NonZeroExitCode with the code.
+	if !strings.Contains(status, `"NonZeroExitCode"`) || !strings.Contains(status, `"message":"3"`) {
+		t.Errorf("exec through kubelet: status %s, want NonZeroExitCode with exit code 3", status)
+	}
+}
+
+// wsExec speaks just enough WebSocket (RFC 6455) to run a command without stdin through
+// kubelet's TLS server: the upgrade, then the server's frames until it closes. In
+// v5.channel.k8s.io each binary message starts with its channel: 1 stdout, 2 stderr, 3 the
+// final status.
+func wsExec(port int, path string) (stdout, stderr, status string, err error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp",
+		net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return "", "", "", err
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		return "", "", "", err
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: Y3JpLW1pbmkgZTJlIGtleQ==\r\n" +
+		"Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		return "", "", "", err
+	}
+	rd := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		return "", "", "", err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return "", "", "", fmt.Errorf("upgrade refused: %s: %s", resp.Status, body)
+	}
+	var out, errOut, st strings.Builder
+	for {
+		var hdr [2]byte
+		if _, err := io.ReadFull(rd, hdr[:]); err != nil {
+			return out.String(), errOut.String(), st.String(), fmt.Errorf("read frame: %w", err)
+		}
+		opcode, n := hdr[0]&0x0f, uint64(hdr[1]&0x7f)
+		switch n {
+		case 126:
+			var ext [2]byte
+			if _, err := io.ReadFull(rd, ext[:]); err != nil {
+				return "", "", "", err
+			}
+			n = uint64(ext[0])<<8 | uint64(ext[1])
+		case 127:
+			var ext [8]byte
+			if _, err := io.ReadFull(rd, ext[:]); err != nil {
+				return "", "", "", err
+			}
+			n = 0
+			for _, b := range ext {
+				n = n<<8 | uint64(b)
+			}
+		}
+		if n > 1<<20 {
+			return "", "", "", fmt.Errorf("frame of %d bytes", n)
+		}
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(rd, payload); err != nil {
+			return "", "", "", fmt.Errorf("read frame: %w", err)
+		}
+		switch {
+		case opcode == 0x8: // close
+			return out.String(), errOut.String(), st.String(), nil
+		case opcode != 0x2 || len(payload) == 0: // text, ping, empty: nothing of the command's
+		case payload[0] == 1:
+			out.Write(payload[1:])
+		case payload[0] == 2:
+			errOut.Write(payload[1:])
+		case payload[0] == 3:
+			st.Write(payload[1:])
+		}
 	}
 }
 
