@@ -224,6 +224,10 @@ func waitReady(ctx context.Context, ready *os.File) error {
 		// Not pollable: fall back to the context via a watcher.
 		stop := context.AfterFunc(ctx, func() { _ = ready.Close() })
 		defer stop()
+	} else {
+		// A caller that gives up before the deadline ends the wait too.
+		stop := context.AfterFunc(ctx, func() { _ = ready.SetReadDeadline(time.Unix(1, 0)) })
+		defer stop()
 	}
 	line, err := bufio.NewReader(ready).ReadString('\n')
 	line = strings.TrimSpace(line)

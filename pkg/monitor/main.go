@@ -85,7 +85,8 @@ func run(ctx context.Context, dir string, sp Spawner, ready *os.File) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(SocketPath(dir))
+	own, _ := os.Stat(SocketPath(dir))
+	defer removeIfSame(SocketPath(dir), own)
 	s := NewServer(dir, sp)
 	// The monitor is idle nearly all its life: give back what each burst of work freed, once
 	// the runtime has collected (a forced first collection costs more than it frees).
@@ -152,6 +153,15 @@ func listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on monitor socket %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// removeIfSame removes path if it is still the file own describes. A monitor exits some
+// time after it stops serving (it kills its containers first): if the daemon found it gone
+// meanwhile and launched the pod a new monitor, the path is that one's socket now.
+func removeIfSame(path string, own os.FileInfo) {
+	if cur, err := os.Stat(path); err == nil && own != nil && os.SameFile(own, cur) {
+		_ = os.Remove(path)
+	}
 }
 
 // listenBacklog: the daemon holds one connection per pod, plus one per request in flight.
