@@ -54,6 +54,12 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 		m.monitorGone(ctx, e)
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
+	if errors.Is(err, monitor.ErrNotFound) {
+		// The monitor serving the pod is not the one that created the container: that one
+		// died, and a create launched this one since.
+		m.monitorForgot(ctx, e)
+		return fmt.Errorf("start container %s: the pod's monitor died: %w", c.ID, store.ErrFailedPrecondition)
+	}
 	if err != nil {
 		// A command that cannot run (missing binary) leaves an exited container, as the
 		// CRI expects: its init exits at once, and the monitor's record says how.

@@ -251,8 +251,10 @@ func (m *Manager) watchLoop(ctx context.Context, c Container) {
 			return
 		case errors.Is(err, monitor.ErrGone):
 			logger.Info("Monitor of container is gone", "err", err)
-			m.monitorGone(ctx, e)
+			// The client goes first: once the container shows EXITED, kubelet's next
+			// CreateContainer must find none and launch a new monitor.
 			m.dropIfGone(ctx, c.PodSandboxID)
+			m.monitorGone(ctx, e)
 			return
 		}
 		if ctx.Err() != nil {
