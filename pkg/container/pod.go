@@ -300,16 +300,9 @@ func (m *Manager) exitFromDiskWhy(ctx context.Context, e *entry, unknown string)
 const monitorDiedMessage = "the pod's monitor died; the container's exit was not recorded"
 
 // monitorGone settles container e once its pod's monitor is known to be gone (killed, or
-// OOM-killed): what is left of the container is killed, and the exit is recorded from the
-// exit record if the monitor wrote one, else as 255 "Unknown", as a restart of the daemon
-// would find it (DESIGN.md section 7).
+// OOM-killed), as a restart of the daemon would find it (DESIGN.md section 7).
 func (m *Manager) monitorGone(ctx context.Context, e *entry) {
-	c := e.get()
-	if c.State == StateExited {
-		return
-	}
-	m.killLeftovers(ctx, c)
-	m.exitFromDiskWhy(ctx, e, monitorDiedMessage)
+	m.settleUnsupervised(ctx, e, monitorDiedMessage)
 }
 
 // monitorReplacedMessage is the message of a container that the pod's monitor does not know.
@@ -317,15 +310,21 @@ const monitorReplacedMessage = "the pod's monitor died (the one serving the pod 
 
 // monitorForgot settles container e, recorded CREATED or RUNNING, that the pod's monitor does
 // not know. A monitor keeps every container it made until RemoveContainer, so this one is
-// serving the pod in place of a monitor that died: like monitorGone, what is left of the
-// container is killed, and the exit record, if any, tells how it ended.
+// serving the pod in place of a monitor that died.
 func (m *Manager) monitorForgot(ctx context.Context, e *entry) {
+	m.settleUnsupervised(ctx, e, monitorReplacedMessage)
+}
+
+// settleUnsupervised settles a container that no monitor supervises any more: what is left
+// of it is killed, and the exit is recorded from the exit record if the monitor wrote one,
+// else as 255 "Unknown" with why as the message.
+func (m *Manager) settleUnsupervised(ctx context.Context, e *entry, why string) {
 	c := e.get()
 	if c.State == StateExited {
 		return
 	}
 	m.killLeftovers(ctx, c)
-	m.exitFromDiskWhy(ctx, e, monitorReplacedMessage)
+	m.exitFromDiskWhy(ctx, e, why)
 }
 
 // dropIfGone drops the pod's client when nothing serves its monitor's socket any more: kubelet
