@@ -396,10 +396,7 @@ func (m *Manager) reconnectOne(ctx context.Context, c *Container) bool {
 	if m.existingClient(c.PodSandboxID) != nil {
 		return true
 	}
-	m.mu.RLock()
-	_, known := m.pods[c.PodSandboxID]
-	m.mu.RUnlock()
-	if known {
+	if m.knownPod(c.PodSandboxID) != nil {
 		return false
 	}
 	states, _ := m.reconnect(ctx, c.PodSandboxID, c.MonitorDir)

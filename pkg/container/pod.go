@@ -115,10 +115,8 @@ func (m *Manager) StartPod(ctx context.Context, podID string) error {
 
 // existingClient returns the pod's monitor client without launching one (nil when none).
 func (m *Manager) existingClient(podID string) *monitor.Client {
-	m.mu.RLock()
-	p, ok := m.pods[podID]
-	m.mu.RUnlock()
-	if !ok {
+	p := m.knownPod(podID)
+	if p == nil {
 		return nil
 	}
 	p.mu.Lock()
@@ -327,15 +325,20 @@ func (m *Manager) settleUnsupervised(ctx context.Context, e *entry, why string) 
 	m.exitFromDiskWhy(ctx, e, why)
 }
 
+// knownPod returns the pod's monitor state, nil when the manager has none.
+func (m *Manager) knownPod(podID string) *pod {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.pods[podID]
+}
+
 // dropIfGone drops the pod's client when nothing serves its monitor's socket any more: kubelet
 // restarts an exited container with a CreateContainer that must not go through the client
 // of a dead monitor. The pod's lock is held over the check, so no monitor is launched in
 // between; a live monitor's client stays.
 func (m *Manager) dropIfGone(ctx context.Context, podID string) {
-	m.mu.RLock()
-	p, ok := m.pods[podID]
-	m.mu.RUnlock()
-	if !ok {
+	p := m.knownPod(podID)
+	if p == nil {
 		return
 	}
 	p.mu.Lock()
@@ -362,10 +365,8 @@ func (m *Manager) dropIfGone(ctx context.Context, podID string) {
 // no client and launches the pod a new monitor, as for a pod that has none. Only cl is
 // dropped: a client made since then belongs to a newer monitor.
 func (m *Manager) dropClient(ctx context.Context, podID string, cl *monitor.Client, cause error) {
-	m.mu.RLock()
-	p, ok := m.pods[podID]
-	m.mu.RUnlock()
-	if !ok {
+	p := m.knownPod(podID)
+	if p == nil {
 		return
 	}
 	p.mu.Lock()

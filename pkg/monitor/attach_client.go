@@ -31,10 +31,7 @@ func DialAttach(ctx context.Context, sock, id string, stdin bool) (_ *AttachStre
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", sock)
 	if err != nil {
-		if refusedOrMissing(err) {
-			return nil, fmt.Errorf("dial monitor %s: %w: %w", sock, ErrGone, err)
-		}
-		return nil, fmt.Errorf("dial monitor %s: %w", sock, err)
+		return nil, dialError(sock, err)
 	}
 	defer func() {
 		if retErr != nil {

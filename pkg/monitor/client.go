@@ -43,10 +43,7 @@ func (c *Client) dialLocked(ctx context.Context) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.path)
 	if err != nil {
-		if refusedOrMissing(err) {
-			return fmt.Errorf("dial monitor %s: %w: %w", c.path, ErrGone, err)
-		}
-		return fmt.Errorf("dial monitor %s: %w", c.path, err)
+		return dialError(c.path, err)
 	}
 	c.conn, c.rd = conn, bufio.NewReader(conn)
 	return nil
@@ -107,12 +104,16 @@ func (c *Client) call(ctx context.Context, req *Request) (*Response, error) {
 	return resp, resp.Err()
 }
 
-// refusedOrMissing reports whether a dial error says that no process serves the socket:
-// connect(2) on a unix socket fails with ECONNREFUSED when nothing listens on it (its
-// monitor died without removing it: a SIGKILL or an OOM kill) and with ENOENT when it was
-// removed. A timeout or EAGAIN (a full backlog) says nothing of the kind.
-func refusedOrMissing(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+// dialError wraps a failed dial of the monitor socket at path, as ErrGone when it says that
+// no process serves the socket: connect(2) on a unix socket fails with ECONNREFUSED when
+// nothing listens on it (its monitor died without removing it: a SIGKILL or an OOM kill)
+// and with ENOENT when it was removed. A timeout or EAGAIN (a full backlog) says nothing of
+// the kind.
+func dialError(path string, err error) error {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("dial monitor %s: %w: %w", path, ErrGone, err)
+	}
+	return fmt.Errorf("dial monitor %s: %w", path, err)
 }
 
 func (c *Client) roundTrip(ctx context.Context, req *Request) (*Response, error) {
