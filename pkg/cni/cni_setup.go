@@ -111,9 +111,7 @@ func (n *Network) Setup(ctx context.Context, p Pod) (_ *Result, retErr error) {
 	res, err := n.cni.AddNetworkList(ctx, conf, rt)
 	if err != nil {
 		// libcni caches nothing on a failed ADD, so DEL with the same config and args now.
-		delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if derr := n.cni.DelNetworkList(delCtx, conf, rt); derr != nil {
+		if derr := n.del(ctx, conf, rt); derr != nil {
 			logger.Error(derr, "Undoing failed CNI ADD", "podSandboxID", p.ID, "network", conf.Name)
 			return nil, fmt.Errorf("cni add to network %s: %w (undo also failed: %v)", conf.Name, err, derr)
 		}
@@ -121,9 +119,7 @@ func (n *Network) Setup(ctx context.Context, p Pod) (_ *Result, retErr error) {
 	}
 	defer func() {
 		if retErr != nil {
-			delCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-			defer cancel()
-			if derr := n.cni.DelNetworkList(delCtx, conf, rt); derr != nil {
+			if derr := n.del(ctx, conf, rt); derr != nil {
 				logger.Error(derr, "Undoing CNI ADD", "podSandboxID", p.ID)
 			}
 		}
@@ -164,14 +160,9 @@ func resultIPs(res types.Result) ([]string, error) {
 // Teardown runs DEL for every cached attachment of the pod, each with the exact config and
 // arguments of its ADD (libcni's cache), so it works after a restart or a config change.
 // Without a cache entry (ADD never completed or DEL already succeeded), DEL runs with the
-// current config, if any: DEL must be idempotent by the CNI spec.
-//
-// The plugins run to the end even when ctx is cancelled (kubelet gave up on the RPC): a
-// plugin killed half way can leak for good. The bridge plugin, for one, deletes the veth
-// before its masquerade rules, and a retried DEL finds no veth and skips the rules.
+// current config, if any: DEL must be idempotent by the CNI spec. Each DEL runs to its end
+// even when ctx is cancelled (see del).
 func (n *Network) Teardown(ctx context.Context, p Pod) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
 	atts, err := n.cni.GetCachedAttachments(p.ID)
 	if err != nil {
 		return fmt.Errorf("read CNI cache for %s: %w", p.ID, err)
@@ -182,7 +173,7 @@ func (n *Network) Teardown(ctx context.Context, p Pod) error {
 			return nil // nothing cached and no config: nothing was added
 		}
 		rt := n.runtimeConf(p)
-		if err := n.cni.DelNetworkList(ctx, conf, rt); err != nil {
+		if err := n.del(ctx, conf, rt); err != nil {
 			return fmt.Errorf("cni del from network %s: %w", conf.Name, err)
 		}
 		return nil
@@ -208,7 +199,7 @@ func (n *Network) delAttachment(ctx context.Context, a *libcni.NetworkAttachment
 		Args:           a.CniArgs,
 		CapabilityArgs: a.CapabilityArgs,
 	}
-	if err := n.cni.DelNetworkList(ctx, conf, rt); err != nil {
+	if err := n.del(ctx, conf, rt); err != nil {
 		return fmt.Errorf("cni del from network %s: %w", conf.Name, err)
 	}
 	return nil
@@ -265,4 +256,13 @@ func (n *Network) GC(ctx context.Context, valid []string) error {
 		errs = append(errs, fmt.Errorf("cni gc of network %s: %w", conf.Name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// del runs DEL to its end even when ctx is cancelled (kubelet gave up on the RPC): a plugin
+// killed half way can leak for good. The bridge plugin, for one, deletes the veth before its
+// masquerade rules, and a retried DEL finds no veth and skips the rules.
+func (n *Network) del(ctx context.Context, conf *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	return n.cni.DelNetworkList(ctx, conf, rt)
 }

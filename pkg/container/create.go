@@ -213,7 +213,7 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 	if err := setSeccomp(spec, c.Config); err != nil {
 		return nil, nil, fmt.Errorf("container %s: %w", c.ID, err)
 	}
-	applyResourcesToSpec(spec, cfg, spawner.OOMScoreAdjFloor())
+	applyResourcesToSpec(spec, cfg, runtime.OOMScoreAdjFloor()) // the init clamps to its own floor again
 	var cgroupDirs map[string]string
 	if c.CgroupPath != "" {
 		// After the spec: the cgroup's device rules come from it.

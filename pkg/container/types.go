@@ -81,7 +81,7 @@ type Config struct {
 
 	Resources *cgroups.Resources `json:"resources,omitempty"`
 	// OOMScoreAdj is the requested oom_score_adj; the spec gets it clamped to what the
-	// host permits (see spawner.OOMScoreAdjFloor).
+	// host permits (see runtime.OOMScoreAdjFloor).
 	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
 
 	Namespaces NamespaceOptions `json:"namespaces"`

@@ -7,10 +7,14 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 )
 
+// namespaceOptionsField is where a pod's and a container's NamespaceOption sit in their
+// requests' configs, for error messages.
+const namespaceOptionsField = "config.linux.security_context.namespace_options."
+
 // containerNamespaces translates the container's NamespaceOption. Unset is POD throughout,
 // the CRI's zero value. The container manager decides what each mode means in its pod.
 func containerNamespaces(o *runtimeapi.NamespaceOption) (container.NamespaceOptions, error) {
-	const field = "config.linux.security_context.namespace_options."
+	const field = namespaceOptionsField
 	for _, m := range []struct {
 		name string
 		mode runtimeapi.NamespaceMode
@@ -19,7 +23,7 @@ func containerNamespaces(o *runtimeapi.NamespaceOption) (container.NamespaceOpti
 			return container.NamespaceOptions{}, invalidArg(field+m.name, "unknown mode %d", m.mode)
 		}
 	}
-	if err := checkUserns(o, field); err != nil {
+	if err := checkUserns(o); err != nil {
 		return container.NamespaceOptions{}, err
 	}
 	n := container.NamespaceOptions{
@@ -39,10 +43,10 @@ func containerNamespaces(o *runtimeapi.NamespaceOption) (container.NamespaceOpti
 // checkUserns refuses a user namespace other than the node's. Pod user namespaces need the
 // spawn path described in DESIGN.md 6b; until then asking for one must fail rather than
 // silently run with host IDs. Status does not advertise the user_namespaces feature, so
-// kubelet does not ask. field is the path of o, ending in a dot.
-func checkUserns(o *runtimeapi.NamespaceOption, field string) error {
+// kubelet does not ask.
+func checkUserns(o *runtimeapi.NamespaceOption) error {
 	if u := o.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
-		return invalidArg(field+"userns_options.mode",
+		return invalidArg(namespaceOptionsField+"userns_options.mode",
 			"%s is not supported: this runtime has no pod user namespaces yet", u.GetMode())
 	}
 	return nil

@@ -108,7 +108,7 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 	c.NetworkMode = sandbox.NamespaceMode(nsOpts.GetNetwork())
 	c.IPCMode = sandbox.NamespaceMode(nsOpts.GetIpc())
 	c.PIDMode = sandbox.NamespaceMode(nsOpts.GetPid())
-	if err := checkUserns(nsOpts, "config.linux.security_context.namespace_options."); err != nil {
+	if err := checkUserns(nsOpts); err != nil {
 		return sandbox.Config{}, err
 	}
 	res, err := podResources(linux.GetResources(), linux.GetOverhead())

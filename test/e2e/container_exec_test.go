@@ -157,25 +157,47 @@ func processesWithCmdline(cmdline string) []string {
 
 // zombieChildren lists the children of pid that exited and were not reaped.
 func zombieChildren(pid int) []string {
-	task := filepath.Join("/proc", strconv.Itoa(pid), "task")
-	tids, err := os.ReadDir(task)
-	if err != nil {
-		return []string{"read " + task + ": " + err.Error()}
-	}
 	var zombies []string
+	for _, child := range childPids(pid) {
+		if processState(child) == 'Z' {
+			zombies = append(zombies, strconv.Itoa(child))
+		}
+	}
+	return zombies
+}
+
+// childPids are the children of pid, of all its threads.
+func childPids(pid int) []int {
+	task := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	tids, _ := os.ReadDir(task)
+	var out []int
 	for _, tid := range tids {
 		b, err := os.ReadFile(filepath.Join(task, tid.Name(), "children"))
 		if err != nil {
 			continue // the thread ended
 		}
-		for _, child := range strings.Fields(string(b)) {
-			stat, err := os.ReadFile(filepath.Join("/proc", child, "stat"))
-			if i := bytes.LastIndexByte(stat, ')'); err == nil && i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-				zombies = append(zombies, child)
+		for _, f := range strings.Fields(string(b)) {
+			if p, err := strconv.Atoi(f); err == nil {
+				out = append(out, p)
 			}
 		}
 	}
-	return zombies
+	return out
+}
+
+// processState is the state letter of pid in /proc/PID/stat, 0 when it is gone.
+func processState(pid int) byte {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if i := bytes.LastIndexByte(stat, ')'); err == nil && i >= 0 && i+2 < len(stat) {
+		return stat[i+2]
+	}
+	return 0
+}
+
+// processRuns reports whether pid exists and is not a zombie waiting to be reaped.
+func processRuns(pid int) bool {
+	s := processState(pid)
+	return s != 0 && s != 'Z' && s != 'X'
 }
 
 func truncate(b []byte) []byte {

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,29 +112,4 @@ func checkMonitorDied(t *testing.T, st *runtimeapi.ContainerStatus) {
 		t.Errorf("container %s: %v %d %q %q; want EXITED 255 Unknown, with the monitor's death the message",
 			st.Metadata.GetName(), st.State, st.ExitCode, st.Reason, st.Message)
 	}
-}
-
-// childPids are the children of pid.
-func childPids(pid int) []int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, f := range strings.Fields(string(b)) {
-		if p, err := strconv.Atoi(f); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// processRuns reports whether pid exists and is not a zombie waiting to be reaped.
-func processRuns(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	_, rest, ok := strings.Cut(string(b), ") ")
-	return ok && !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }

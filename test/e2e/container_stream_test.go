@@ -27,10 +27,16 @@ import (
 // it as the client (SPDY and WebSocket, as kubectl).
 func crictlPath(t *testing.T) string {
 	t.Helper()
+	return outputBin(t, "crictl", "hack/build-cri-tools.sh")
+}
+
+// outputBin is _output/bin/name, which script builds; the test is skipped without it.
+func outputBin(t *testing.T, name, script string) string {
+	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", "_output", "bin", "crictl")
+	p := filepath.Join(filepath.Dir(file), "..", "..", "_output", "bin", name)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("no crictl at %s (hack/build-cri-tools.sh builds it): %v", p, err)
+		t.Skipf("no %s at %s (%s builds it): %v", name, p, script, err)
 	}
 	return p
 }

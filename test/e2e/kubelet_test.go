@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,18 +23,13 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// kubeletBinary is $KUBELET_BIN, or _output/bin/kubelet (hack/build-kubelet.sh builds it).
+// kubeletBinary is $KUBELET_BIN, or the one hack/build-kubelet.sh builds.
 func kubeletBinary(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("KUBELET_BIN")
-	if bin == "" {
-		_, file, _, _ := runtime.Caller(0)
-		bin = filepath.Join(filepath.Dir(file), "..", "..", "_output", "bin", "kubelet")
+	if bin := os.Getenv("KUBELET_BIN"); bin != "" {
+		return bin
 	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no kubelet at %s (hack/build-kubelet.sh builds it): %v", bin, err)
-	}
-	return bin
+	return outputBin(t, "kubelet", "hack/build-kubelet.sh")
 }
 
 // kubeletNode is a standalone kubelet (no API server: static pods from a directory) driving
@@ -63,10 +57,7 @@ type kubeletPod struct {
 			Ready        bool   `json:"ready"`
 			RestartCount int    `json:"restartCount"`
 			ContainerID  string `json:"containerID"`
-			State        struct {
-				Running *struct{} `json:"running"`
-			} `json:"state"`
-			LastState struct {
+			LastState    struct {
 				Terminated *struct {
 					ExitCode int    `json:"exitCode"`
 					Reason   string `json:"reason"`
@@ -90,10 +81,8 @@ func TestKubelet(t *testing.T) {
 	cfgPath := dirs.writeConfig(t, netLines+"[registry]\nconfig_path = \""+certs+"\"\n")
 	d := startDaemon(t, dirs.socket, "--config", cfgPath)
 	c := client(t, dirs.socket)
-	cgroupRoot := kubeletCgroupRoot(t) // removed once the pods are gone
-	restoreKubeletHostChanges(t)       // once kubelet has stopped
-	_, err := os.Stat(kubeletLinkDir)
-	hadLinkDir := err == nil
+	cgroupRoot := kubeletCgroupRoot(t)            // removed once the pods are gone
+	restoreKubeletHostChanges(t, kubeletNodeName) // once kubelet has stopped
 	k := startKubelet(t, bin, dirs, cgroupRoot)
 	// kubelet leaves its pods running when it exits, as it should: they are removed after it
 	// stops, then the daemon that replaced the first one (below) stops.
@@ -101,7 +90,6 @@ func TestKubelet(t *testing.T) {
 	t.Cleanup(func() {
 		k.stop()
 		removeAllPods(t, c)
-		removeLogLinks(t, k.name, hadLinkDir)
 		if relaunched != nil {
 			_ = relaunched.stop(t)
 		}
@@ -144,8 +132,8 @@ func TestKubelet(t *testing.T) {
 		t.Errorf("crasher's last termination: exit code %d reason %q, want 3 and Error", term.ExitCode, term.Reason)
 	}
 
-	k.checkSummary(t, "talker")
-	k.checkExec(t, "talker")
+	k.checkSummary("talker")
+	k.checkExec("talker")
 
 	// The daemon dies under kubelet and comes back: the container neither restarts nor
 	// changes, and kubelet keeps reading its logs.
@@ -201,7 +189,7 @@ func startKubelet(t *testing.T, bin string, dirs daemonDirs, cgroupRoot string) 
 	t.Helper()
 	base := filepath.Join(dirs.base, "kubelet")
 	k := &kubeletNode{
-		t: t, name: "crm-e2e-node", manifests: filepath.Join(base, "manifests"), port: freePort(t),
+		t: t, name: kubeletNodeName, manifests: filepath.Join(base, "manifests"), port: freePort(t),
 		log: filepath.Join(base, "kubelet.log"),
 		// The kubelet serves with a self-signed certificate it makes at start-up.
 		http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
@@ -354,9 +342,14 @@ var kubeletTunables = []string{
 // kubeletStateDir is where kubelet puts its device plugin socket, whatever its root dir.
 const kubeletStateDir = "/var/lib/kubelet"
 
-// restoreKubeletHostChanges puts back, when the test ends, what kubelet changes on the host
-// outside the directories it is given: its kernel settings and its device plugin socket.
-func restoreKubeletHostChanges(t *testing.T) {
+// kubeletNodeName is the node kubelet runs as: its static pods are named <pod>-<node>.
+const kubeletNodeName = "crm-e2e-node"
+
+// restoreKubeletHostChanges puts back, when the test ends, what kubelet running as node
+// changes on the host outside the directories it is given: its kernel settings, its device
+// plugin socket, and the links to its containers' logs (those of the pods still there when
+// it stopped are left).
+func restoreKubeletHostChanges(t *testing.T, node string) {
 	t.Helper()
 	saved := map[string][]byte{}
 	for _, k := range kubeletTunables {
@@ -368,6 +361,8 @@ func restoreKubeletHostChanges(t *testing.T) {
 	}
 	_, err := os.Stat(kubeletStateDir)
 	hadStateDir := err == nil
+	_, err = os.Stat(kubeletLinkDir)
+	hadLinkDir := err == nil
 	t.Cleanup(func() {
 		for k, v := range saved {
 			if err := os.WriteFile(filepath.Join("/proc/sys", k), v, 0o644); err != nil {
@@ -378,6 +373,15 @@ func restoreKubeletHostChanges(t *testing.T) {
 			_ = os.Remove(filepath.Join(kubeletStateDir, "device-plugins", "kubelet.sock"))
 		} else {
 			_ = os.RemoveAll(kubeletStateDir)
+		}
+		links, _ := filepath.Glob(filepath.Join(kubeletLinkDir, "*-"+node+"_*.log"))
+		for _, l := range links {
+			if err := os.Remove(l); err != nil {
+				t.Errorf("remove kubelet's log link: %v", err)
+			}
+		}
+		if !hadLinkDir {
+			_ = os.Remove(kubeletLinkDir) // only if empty: another user's links stay
 		}
 	})
 }
@@ -483,7 +487,8 @@ func (k *kubeletNode) waitPod(name string, timeout time.Duration, ok func(kubele
 
 // checkSummary reads kubelet's /stats/summary (fed by the CRI stats RPCs): the running
 // container of pod has memory and writable-layer figures.
-func (k *kubeletNode) checkSummary(t *testing.T, pod string) {
+func (k *kubeletNode) checkSummary(pod string) {
+	t := k.t
 	t.Helper()
 	type summaryPods struct {
 		Pods []struct {
@@ -530,7 +535,8 @@ func (k *kubeletNode) checkSummary(t *testing.T, pod string) {
 // checkExec runs a command in pod's container through kubelet's exec endpoint, the way
 // kubectl exec does: a WebSocket (remotecommand v5.channel.k8s.io) that kubelet proxies to
 // the runtime's streaming server. Its output and its exit code must come back.
-func (k *kubeletNode) checkExec(t *testing.T, pod string) {
+func (k *kubeletNode) checkExec(pod string) {
+	t := k.t
 	t.Helper()
 	path := "/exec/default/" + pod + "-" + k.name + "/" + pod +
 		"?command=sh&command=-c&command=" + url.QueryEscape("echo out-$((6*7)); echo err >&2; exit 3") + "&output=1&error=1"
@@ -633,20 +639,6 @@ func (k *kubeletNode) tail() string {
 
 // kubeletLinkDir is where kubelet links each container's log, whatever its configuration.
 const kubeletLinkDir = "/var/log/containers"
-
-// removeLogLinks removes the links kubelet made for node's containers and left (those of
-// the pods still there when it stopped), and the directory if kubelet made it.
-func removeLogLinks(t *testing.T, node string, keepDir bool) {
-	links, _ := filepath.Glob(filepath.Join(kubeletLinkDir, "*-"+node+"_*.log"))
-	for _, l := range links {
-		if err := os.Remove(l); err != nil {
-			t.Errorf("remove kubelet's log link: %v", err)
-		}
-	}
-	if !keepDir {
-		_ = os.Remove(kubeletLinkDir) // only if empty: another user's links stay
-	}
-}
 
 // lastLineNumber is N of the last "line N" in logs.
 func lastLineNumber(t *testing.T, logs string) int {

@@ -1,7 +1,5 @@
 package spawner
 
-import "github.com/cri-mini/cri-mini/pkg/runtime"
-
 // oomBaseline attributes OOM kills to one run of a container: the cgroup's kill counter
 // (v1 memory.oom_control oom_kill, v2 memory.events oom_kill) is read when the process is
 // created and again when it exits, and only an increase in between counts. A counter that
@@ -40,7 +38,3 @@ func (b oomBaseline) killedSince() bool {
 	n, err := b.cgm.OOMKillCount(b.cgroup)
 	return err == nil && n > b.start
 }
-
-// OOMScoreAdjFloor is the lowest oom_score_adj a child of this process can be given (see
-// runtime.OOMScoreAdjFloor; the container's init clamps to its own floor again).
-func OOMScoreAdjFloor() int { return runtime.OOMScoreAdjFloor() }

@@ -71,11 +71,10 @@ func (s *Spawner) Create(ctx context.Context, req monitor.SpawnRequest) (monitor
 	return &process{c: c, pid: c.Pid, oom: oom}, nil
 }
 
-// rawConfig is Config with the spec left encoded.
+// rawConfig is Config with the spec left encoded (its Spec shadows Config's).
 type rawConfig struct {
-	Spec       json.RawMessage   `json:"spec"`
-	CgroupPath string            `json:"cgroupPath,omitempty"`
-	CgroupDirs map[string]string `json:"cgroupDirs,omitempty"`
+	Config
+	Spec json.RawMessage `json:"spec"`
 }
 
 // process adapts a runtime.Container to monitor.Process.
