@@ -22,9 +22,9 @@ import (
 // Kind names one namespace type that a sandbox may pin.
 type Kind string
 
-// The namespace kinds a pod sandbox pins. Mount, PID and user namespaces are not pinned here:
-// mount and PID namespaces belong to containers, a user namespace cannot be joined by a
-// multithreaded Go process at all.
+// The namespace kinds a pod sandbox pins. Mount and PID namespaces are not pinned here:
+// they belong to containers. A user namespace cannot be joined by a multithreaded Go
+// process at all: StartInUserns starts a child in one.
 const (
 	Net Kind = "net"
 	IPC Kind = "ipc"
