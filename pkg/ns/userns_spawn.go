@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -34,16 +36,17 @@ type UsernsSpawn struct {
 }
 
 // UsernsChild is a process started by StartInUserns: a child of the caller, known by a
-// pidfd, so that neither signalling nor waiting can reach a recycled pid.
+// pidfd, so that neither signalling nor waiting can reach a recycled pid. The pidfd is an
+// *os.File: dropping the child without Release closes it with the file's finalizer.
 type UsernsChild struct {
 	Pid   int
-	pidfd int
+	pidfd *os.File
 }
 
 // Signal sends sig to the child through its pidfd. It returns os.ErrProcessDone once the
 // child has exited.
 func (c *UsernsChild) Signal(sig syscall.Signal) error {
-	err := unix.PidfdSendSignal(c.pidfd, sig, nil, 0)
+	err := unix.PidfdSendSignal(int(c.pidfd.Fd()), sig, nil, 0)
 	if errors.Is(err, unix.ESRCH) {
 		return os.ErrProcessDone
 	}
@@ -55,7 +58,7 @@ func (c *UsernsChild) Signal(sig syscall.Signal) error {
 func (c *UsernsChild) Wait() (syscall.WaitStatus, error) {
 	var info unix.Siginfo
 	for {
-		err := unix.Waitid(unix.P_PIDFD, c.pidfd, &info, unix.WEXITED, nil)
+		err := unix.Waitid(unix.P_PIDFD, int(c.pidfd.Fd()), &info, unix.WEXITED, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -67,7 +70,7 @@ func (c *UsernsChild) Wait() (syscall.WaitStatus, error) {
 }
 
 // Release closes the pidfd; the child is not touched.
-func (c *UsernsChild) Release() error { return unix.Close(c.pidfd) }
+func (c *UsernsChild) Release() error { return c.pidfd.Close() }
 
 // waitStatus turns waitid's siginfo into the wait4 status the rest of the code reads.
 func waitStatus(info *unix.Siginfo) syscall.WaitStatus {
@@ -228,7 +231,7 @@ func forkInUserns(s *UsernsSpawn) (_ *UsernsChild, retErr error) {
 		return nil, fmt.Errorf("start %s in user namespace %s (via pid %d): %w", s.Path, s.Userns, pid, err)
 	}
 	if err := execResult(errp[0]); err != nil {
-		_ = unix.PidfdSendSignal(child.pidfd, unix.SIGKILL, nil, 0)
+		_ = child.Signal(unix.SIGKILL)
 		_, _ = child.Wait()
 		_ = child.Release()
 		return nil, fmt.Errorf("start %s in user namespace %s: %w", s.Path, s.Userns, err)
@@ -252,9 +255,37 @@ func takeChild(a *forkArgs, reportR, interPidfd int) (*UsernsChild, error) {
 	}
 	fd, err := unix.PidfdGetfd(interPidfd, int(rep[2]), 0)
 	if err != nil {
-		return nil, fmt.Errorf("take the pidfd of pid %d: %w", rep[1], err)
+		return nil, fmt.Errorf("take the pidfd of the child: %w", err)
 	}
-	return &UsernsChild{Pid: int(rep[1]), pidfd: fd}, nil
+	f := os.NewFile(uintptr(fd), "pidfd")
+	// clone3 returned the pid in the intermediate's PID namespace, which is a container's
+	// for an exec: the pidfd tells the pid in ours.
+	pid, err := pidfdPid(fd)
+	if err != nil {
+		_ = unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+		reapPidfd(fd)
+		_ = f.Close()
+		return nil, err
+	}
+	return &UsernsChild{Pid: pid, pidfd: f}, nil
+}
+
+// pidfdPid reads the pid of a pidfd's process, in this process's PID namespace.
+func pidfdPid(fd int) (int, error) {
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(fd))
+	if err != nil {
+		return 0, fmt.Errorf("read pidfd info: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			pid, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || pid <= 0 {
+				return 0, fmt.Errorf("pidfd info has pid %q", v)
+			}
+			return pid, nil
+		}
+	}
+	return 0, errors.New("pidfd info has no pid")
 }
 
 // execResult reads the final child's error pipe: EOF means execve succeeded (the pipe is

@@ -90,7 +90,7 @@ func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, st
 	if v.Linux.CgroupsPath != "" && cgm == nil {
 		return nil, fmt.Errorf("create container: cgroup %s given without a cgroup manager", v.Linux.CgroupsPath)
 	}
-	paths, flags, err := specNamespaces(v.Linux.Namespaces)
+	paths, flags, userns, err := specNamespaces(v.Linux.Namespaces)
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
@@ -98,6 +98,7 @@ func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, st
 		command:    InitCommand,
 		ns:         paths,
 		cloneflags: flags,
+		userns:     userns,
 		stdio:      stdio,
 		terminal:   v.Process.Terminal,
 		cgroupPath: v.Linux.CgroupsPath,
@@ -109,7 +110,7 @@ func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, st
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	if err := p.waitReady(ctx); err != nil {
-		_ = p.cmd.Process.Kill()
+		p.kill()
 		_, _ = p.Wait()
 		_ = p.sync.Close()
 		return nil, fmt.Errorf("create container: %w", err)

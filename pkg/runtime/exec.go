@@ -190,12 +190,24 @@ func execIn(ctx context.Context, pid int, cgroupPath string, cgm Cgroups, alive 
 		return nil, fmt.Errorf("exec: open container mount namespace: %w", err)
 	}
 	files = append(files, mnt)
+	// A container in a pod's user namespace: the helper must run in it, or the process
+	// would be host root inside the container.
+	userns, err := open("user")
+	if err != nil {
+		return nil, err
+	}
+	if same, err := sameUserns(files[len(files)-1]); err != nil {
+		return nil, fmt.Errorf("exec: %w", err)
+	} else if same {
+		userns = ""
+	}
 	if err := alive(); err != nil {
 		return nil, fmt.Errorf("exec: %w: %w", ErrNotRunning, err)
 	}
 	p, err := spawn(ctx, spawnOptions{
 		command:    ExecHelperCommand,
 		ns:         paths,
+		userns:     userns,
 		stdio:      stdio,
 		terminal:   proc.Terminal,
 		extra:      []*os.File{mnt},
@@ -222,7 +234,7 @@ func execIn(ctx context.Context, pid int, cgroupPath string, cgm Cgroups, alive 
 	case err == nil:
 		err = fmt.Errorf("unexpected %q message", m.Type)
 	}
-	_ = p.cmd.Process.Kill()
+	p.kill()
 	_, _ = p.Wait()
 	return nil, fmt.Errorf("exec in container pid %d: %w", pid, err)
 }
@@ -254,4 +266,16 @@ func ExecHelperMain() int {
 		return fail(err)
 	}
 	return fail(execProcess(argv0, cfg.Process))
+}
+
+// sameUserns reports whether the user namespace open at f is this process's.
+func sameUserns(f *os.File) (bool, error) {
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &theirs); err != nil {
+		return false, fmt.Errorf("stat container user namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/self/ns/user", &ours); err != nil {
+		return false, fmt.Errorf("stat own user namespace: %w", err)
+	}
+	return theirs.Dev == ours.Dev && theirs.Ino == ours.Ino, nil
 }

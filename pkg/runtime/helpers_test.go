@@ -63,6 +63,9 @@ type pod struct {
 	layers string // image layer base dir
 	// viaJSON creates containers with CreateJSON (the monitor's way) instead of Create.
 	viaJSON bool
+	// userns: the containers run in a user namespace, as root of it, which is no one on
+	// the host, so the directories of their rootfs must be traversable by anyone.
+	userns bool
 }
 
 func randID(t *testing.T) string {
@@ -185,6 +188,12 @@ func (p *pod) tryCreate(t *testing.T, args []string, mutate func(*specs.Spec)) (
 	rootfs, err := runtime.MountRootfs(p.layers, []string{"top", "bottom"}, dir)
 	if err != nil {
 		t.Fatalf("mount rootfs: %v", err)
+	}
+	if p.userns {
+		traversable(t, dir)
+		if err := os.Chown(rootfs.Path, usernsHost, usernsHost); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cg := p.cgroup + "/" + randID(t)
 	if _, err := p.cgm.Create(cg, nil); err != nil {

@@ -38,14 +38,15 @@ type ExitStatus struct {
 type Process struct {
 	Pid int
 
-	cmd  *exec.Cmd
-	sync *os.File      // nil once the process runs its own program
-	dec  *json.Decoder // reads sync
-	mu   sync.Mutex    // guards sync/dec (Start)
-	once sync.Once     // one cmd.Wait
-	exit ExitStatus    // valid after once
-	werr error         // cmd.Wait's error other than a non-zero exit
-	done chan struct{} // closed when waited
+	cmd  *exec.Cmd       // the child, unless it was started in a user namespace
+	uc   *ns.UsernsChild // the child started in a user namespace (spawnOptions.userns)
+	sync *os.File        // nil once the process runs its own program
+	dec  *json.Decoder   // reads sync
+	mu   sync.Mutex      // guards sync/dec (Start)
+	once sync.Once       // one cmd.Wait
+	exit ExitStatus      // valid after once
+	werr error           // cmd.Wait's error other than a non-zero exit
+	done chan struct{}   // closed when waited
 
 	cgroupPath string
 	cgm        Cgroups
@@ -56,9 +57,12 @@ type spawnOptions struct {
 	command    string
 	ns         ns.Paths
 	cloneflags uintptr
-	stdio      Stdio
-	terminal   bool
-	extra      []*os.File // passed after fdExe
+	// userns is the user namespace the child joins (a pod's), "" for ours. The namespaces
+	// of cloneflags are then created inside it.
+	userns   string
+	stdio    Stdio
+	terminal bool
+	extra    []*os.File // passed after fdExe
 	// exe is a sealed copy of this binary to start (SealedExecutable), owned by the caller;
 	// nil makes or reopens one for this spawn (sealedSelf).
 	exe        *os.File
@@ -98,28 +102,21 @@ func spawn(ctx context.Context, o spawnOptions) (_ *Process, retErr error) {
 			_ = syncP.Close()
 		}
 	}()
-	cmd, cgfd, err := childCmd(o, []*os.File{cfgR, syncC, exe})
-	if cgfd != nil {
-		defer cgfd.Close()
-	}
-	if err != nil {
+	p := &Process{sync: syncP, dec: json.NewDecoder(syncP), done: make(chan struct{}),
+		cgroupPath: o.cgroupPath, cgm: o.cgm}
+	if err := p.start(o, []*os.File{cfgR, syncC, exe}); err != nil {
 		return nil, err
 	}
-	if err := ns.StartIn(o.ns, cmd); err != nil {
-		return nil, fmt.Errorf("start %s: %w", o.command, err)
-	}
-	p := &Process{Pid: cmd.Process.Pid, cmd: cmd, sync: syncP, dec: json.NewDecoder(syncP),
-		done: make(chan struct{}), cgroupPath: o.cgroupPath, cgm: o.cgm}
 	defer func() {
 		if retErr != nil {
-			_ = cmd.Process.Kill()
+			p.kill()
 			_, _ = p.Wait()
 		}
 	}()
 	// The parent's copies of the child's ends must go, or EOF never arrives when it dies.
 	_ = cfgR.Close()
 	_ = syncC.Close()
-	if cgfd == nil && o.cgroupPath != "" {
+	if o.cgroupPath != "" && !o.cgm.IsV2() {
 		// cgroup v1 (no clone-into-cgroup): move it while it is still blocked on its config.
 		if err := joinCgroupV1(o.cgm, o.cgroupPath, p.Pid); err != nil {
 			return nil, err
@@ -131,6 +128,76 @@ func spawn(ctx context.Context, o spawnOptions) (_ *Process, retErr error) {
 	_ = cfgW.Close()
 	klog.FromContext(ctx).V(4).Info("Spawned child", "command", o.command, "pid", p.Pid)
 	return p, nil
+}
+
+// start starts the child: through exec.Cmd, or by ns.StartInUserns when it must join a
+// user namespace (Go's fork path cannot join one).
+func (p *Process) start(o spawnOptions, files []*os.File) error {
+	if o.userns != "" {
+		uc, err := startInUserns(o, files)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", o.command, err)
+		}
+		p.uc, p.Pid = uc, uc.Pid
+		return nil
+	}
+	cmd, cgfd, err := childCmd(o, files)
+	if cgfd != nil {
+		defer cgfd.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if err := ns.StartIn(o.ns, cmd); err != nil {
+		return fmt.Errorf("start %s: %w", o.command, err)
+	}
+	p.cmd, p.Pid = cmd, cmd.Process.Pid
+	return nil
+}
+
+// startInUserns is childCmd and ns.StartIn for a child that joins o.userns.
+func startInUserns(o spawnOptions, files []*os.File) (*ns.UsernsChild, error) {
+	stdio := []*os.File{o.stdio.Stdin, o.stdio.Stdout, o.stdio.Stderr}
+	var devnull *os.File
+	for i, f := range stdio {
+		if f != nil {
+			continue
+		}
+		if devnull == nil {
+			var err error
+			if devnull, err = os.Open(os.DevNull); err != nil {
+				return nil, fmt.Errorf("open %s for stdio: %w", os.DevNull, err)
+			}
+			defer devnull.Close()
+		}
+		stdio[i] = devnull
+	}
+	s := ns.UsernsSpawn{
+		Path:   "/proc/self/fd/" + strconv.Itoa(fdExe),
+		Args:   []string{"cri-mini", o.command},
+		Env:    []string{},
+		Files:  append(append(stdio, files...), o.extra...),
+		Userns: o.userns, Cloneflags: o.cloneflags, CgroupFD: -1,
+		Setsid: true, Setctty: o.terminal,
+	}
+	if o.cgroupPath != "" && o.cgm.IsV2() {
+		f, err := cgroupDir(o.cgm, o.cgroupPath)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		s.CgroupFD = int(f.Fd())
+	}
+	return ns.StartInUserns(o.ns, s)
+}
+
+// kill sends SIGKILL to the child.
+func (p *Process) kill() {
+	if p.uc != nil {
+		_ = p.uc.Signal(unix.SIGKILL)
+		return
+	}
+	_ = p.cmd.Process.Kill()
 }
 
 func sendConfig(w *os.File, o spawnOptions) error {
@@ -176,6 +243,17 @@ func intoCgroup(cmd *exec.Cmd, cgm Cgroups, p string) (*os.File, error) {
 	if !cgm.IsV2() {
 		return nil, nil
 	}
+	f, err := cgroupDir(cgm, p)
+	if err != nil {
+		return nil, err
+	}
+	cmd.SysProcAttr.UseCgroupFD = true
+	cmd.SysProcAttr.CgroupFD = int(f.Fd())
+	return f, nil
+}
+
+// cgroupDir opens the cgroup v2 directory of p for clone3(CLONE_INTO_CGROUP).
+func cgroupDir(cgm Cgroups, p string) (*os.File, error) {
 	dirs, err := cgm.Dirs(p)
 	if err != nil {
 		return nil, err
@@ -188,8 +266,6 @@ func intoCgroup(cmd *exec.Cmd, cgm Cgroups, p string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
-	cmd.SysProcAttr.UseCgroupFD = true
-	cmd.SysProcAttr.CgroupFD = int(f.Fd())
 	return f, nil
 }
 
@@ -210,7 +286,7 @@ func (p *Process) readMsg(ctx context.Context) (message, error) {
 	case r := <-ch:
 		return r.m, r.err
 	case <-ctx.Done():
-		_ = p.cmd.Process.Kill()
+		p.kill()
 		<-ch
 		return message{}, ctx.Err()
 	}
@@ -240,6 +316,10 @@ func (p *Process) waitReady(ctx context.Context) error {
 func (p *Process) Wait() (ExitStatus, error) {
 	p.once.Do(func() {
 		defer close(p.done)
+		if p.uc != nil {
+			p.waitUserns()
+			return
+		}
 		err := p.cmd.Wait()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {
@@ -251,14 +331,31 @@ func (p *Process) Wait() (ExitStatus, error) {
 			return
 		}
 		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-			if ws.Signaled() {
-				p.exit = ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
-			} else {
-				p.exit = ExitStatus{Code: ws.ExitStatus()}
-			}
+			p.exit = exitStatus(ws)
 		}
 	})
 	return p.exit, p.werr
+}
+
+// waitUserns is Wait's body for a child started in a user namespace.
+func (p *Process) waitUserns() {
+	defer p.uc.Release()
+	ws, err := p.uc.Wait()
+	if errors.Is(err, unix.ECHILD) {
+		return // reaped by the monitor's wait4(-1), as for cmd.Wait
+	}
+	if err != nil {
+		p.werr = err
+		return
+	}
+	p.exit = exitStatus(ws)
+}
+
+func exitStatus(ws syscall.WaitStatus) ExitStatus {
+	if ws.Signaled() {
+		return ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
+	}
+	return ExitStatus{Code: ws.ExitStatus()}
 }
 
 // Exited is closed once Wait has reaped the process.
@@ -267,18 +364,29 @@ func (p *Process) Exited() <-chan struct{} { return p.done }
 // Signal sends sig to the process. It uses the process's pidfd, so a recycled PID can never
 // receive it; signalling a process that has ended returns os.ErrProcessDone.
 func (p *Process) Signal(sig syscall.Signal) error {
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	signal := func() error { return p.cmd.Process.Signal(sig) }
+	if p.uc != nil {
+		signal = func() error { return p.uc.Signal(sig) }
+	}
+	if err := signal(); err != nil {
 		return fmt.Errorf("signal pid %d with %v: %w", p.Pid, sig, err)
 	}
 	return nil
 }
 
-// Spec-derived spawn parameters shared by Create.
-func specNamespaces(nss []specs.LinuxNamespace) (ns.Paths, uintptr, error) {
+// Spec-derived spawn parameters shared by Create: the namespaces to join, the ones to
+// create, and the user namespace to join ("" for ours).
+func specNamespaces(nss []specs.LinuxNamespace) (ns.Paths, uintptr, string, error) {
 	var paths ns.Paths
 	var flags uintptr
+	var userns string
 	for _, n := range nss {
 		switch n.Type {
+		case specs.UserNamespace:
+			if n.Path == "" {
+				return paths, 0, "", fmt.Errorf("a new user namespace per container is not supported: join the pod's")
+			}
+			userns = n.Path
 		case specs.NetworkNamespace:
 			paths.Net = n.Path
 		case specs.IPCNamespace:
@@ -292,22 +400,22 @@ func specNamespaces(nss []specs.LinuxNamespace) (ns.Paths, uintptr, error) {
 			}
 		case specs.MountNamespace:
 			if n.Path != "" {
-				return paths, 0, fmt.Errorf("joining an existing mount namespace is not supported")
+				return paths, 0, "", fmt.Errorf("joining an existing mount namespace is not supported")
 			}
 			flags |= unix.CLONE_NEWNS
 		case specs.CgroupNamespace:
 			flags |= unix.CLONE_NEWCGROUP
 		default:
-			return paths, 0, fmt.Errorf("namespace %q is not supported", n.Type)
+			return paths, 0, "", fmt.Errorf("namespace %q is not supported", n.Type)
 		}
 		if n.Path == "" && (n.Type == specs.NetworkNamespace || n.Type == specs.IPCNamespace || n.Type == specs.UTSNamespace) {
-			return paths, 0, fmt.Errorf("a new %s namespace per container is not supported: join the pod's", n.Type)
+			return paths, 0, "", fmt.Errorf("a new %s namespace per container is not supported: join the pod's", n.Type)
 		}
 	}
 	if flags&unix.CLONE_NEWNS == 0 {
-		return paths, 0, fmt.Errorf("the spec must ask for a new mount namespace")
+		return paths, 0, "", fmt.Errorf("the spec must ask for a new mount namespace")
 	}
-	return paths, flags, nil
+	return paths, flags, userns, nil
 }
 
 // joinCgroupV1 writes pid to cgroup.procs in every hierarchy where the cgroup exists.

@@ -1,0 +1,152 @@
+package runtime_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/cri-mini/cri-mini/pkg/runtime"
+	"golang.org/x/sys/unix"
+)
+
+// usernsHost is the host uid and gid that root of a test pod's user namespace maps to.
+const usernsHost = 1 << 20
+
+// newUsernsPod is newPod with the pod's namespaces owned by a user namespace of its own
+// (0 → usernsHost, 65536 ids), as a pod with hostUsers: false has them.
+func newUsernsPod(t *testing.T) (*pod, string) {
+	t.Helper()
+	p := newPod(t, false)
+	p.userns = true
+	traversable(t, filepath.Dir(p.paths.Hosts))
+	// The image's files belong to the namespace's root, as idmapped layers show them.
+	if err := filepath.Walk(p.layers, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, usernsHost, usernsHost)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command("sleep", "60")
+	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: usernsHost, Size: 65536}}
+	holder.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+		UidMappings: m, GidMappings: m, GidMappingsEnableSetgroups: true,
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Process.Kill(); _ = holder.Wait() }()
+	dir := filepath.Join(t.TempDir(), "userns")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pin := func(kind string) string {
+		dst := filepath.Join(dir, kind)
+		if err := os.WriteFile(dst, nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		src := fmt.Sprintf("/proc/%d/ns/%s", holder.Process.Pid, kind)
+		if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+			t.Fatalf("pin %s: %v", src, err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(dst, unix.MNT_DETACH) })
+		return dst
+	}
+	user := pin("user")
+	p.paths.NetNS, p.paths.IPCNS, p.paths.UTSNS = pin("net"), pin("ipc"), pin("uts")
+	return p, user
+}
+
+// inUserns adds the pod's user namespace to a container's spec.
+func inUserns(user string) func(*specs.Spec) {
+	return func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: user})
+		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: usernsHost, Size: 65536}}
+		s.Linux.UIDMappings, s.Linux.GIDMappings = m, m
+	}
+}
+
+// TestContainerInUserns: a container of a pod with a user namespace runs as root of that
+// namespace (a host uid without privileges), as pid 1 of its own PID namespace, with proc
+// and sysfs mounted, and an exec into it joins the same user namespace.
+func TestContainerInUserns(t *testing.T) {
+	needRoot(t)
+	p, user := newUsernsPod(t)
+	script := `cat /proc/self/uid_map; echo "pid $$ uid $(id -u)"; readlink /proc/self/ns/user; ls /sys/class/net; touch /etc/hostname 2>&1 || echo denied`
+	r := p.create(t, []string{"sh", "-c", script}, inUserns(user))
+	if err := r.c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	out, st := r.wait(t)
+	if st.Code != 0 {
+		t.Fatalf("exit %d, output:\n%s", st.Code, out)
+	}
+	var userIno unix.Stat_t
+	if err := unix.Stat(user, &userIno); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("0 %d 65536", usernsHost), "pid 1 uid 0",
+		fmt.Sprintf("user:[%d]", userIno.Ino), "lo",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// traversable lets anyone through dir and its ancestors below the temporary directory
+// (t.TempDir makes them 0700).
+func traversable(t *testing.T, dir string) {
+	t.Helper()
+	for d := dir; strings.HasPrefix(d, os.TempDir()+"/"); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestExecInUserns: an exec into a container of a user namespace pod joins that user
+// namespace: it is root there, never on the host.
+func TestExecInUserns(t *testing.T) {
+	needRoot(t)
+	p, user := newUsernsPod(t)
+	r := p.create(t, []string{"sleep", "100"}, inUserns(user))
+	if err := r.c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	proc := &specs.Process{Args: []string{"sh", "-c", "cat /proc/self/uid_map; id -u; cat /proc/1/cmdline; echo; exit 3"},
+		Cwd: "/", Env: []string{"PATH=/bin"}}
+	ep, err := r.c.Exec(t.Context(), proc, runtime.Stdio{Stdout: out, Stderr: out})
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", ep.Pid))
+	if err == nil && !strings.Contains(string(status), fmt.Sprintf("Uid:\t%d\t", usernsHost)) {
+		t.Errorf("exec'd process runs as another host uid:\n%s", status)
+	}
+	st, err := ep.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out.Name())
+	got := strings.Join(strings.Fields(strings.ReplaceAll(string(b), "\x00", "")), " ")
+	if want := fmt.Sprintf("0 %d 65536 0 sleep100", usernsHost); st.Code != 3 || got != want {
+		t.Errorf("exit %d, output %q; want 3, %q", st.Code, got, want)
+	}
+	_ = r.c.Signal(9)
+	r.wait(t)
+}
