@@ -29,6 +29,9 @@ func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, 
 	}
 	v := specView{Process: &viewProcess{Terminal: spec.Process.Terminal, Args: spec.Process.Args},
 		Root: &viewRoot{Path: spec.Root.Path}, Linux: &viewLinux{CgroupsPath: spec.Linux.CgroupsPath, Namespaces: spec.Linux.Namespaces}}
+	for _, m := range spec.Mounts {
+		v.Mounts = append(v.Mounts, viewMount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
+	}
 	c, err := create(ctx, &v, childConfig{Spec: spec}, nil, stdio, cgm)
 	if err != nil {
 		return nil, err
@@ -66,6 +69,7 @@ type specView struct {
 	Process *viewProcess `json:"process"`
 	Root    *viewRoot    `json:"root"`
 	Linux   *viewLinux   `json:"linux"`
+	Mounts  []viewMount  `json:"mounts,omitempty"`
 }
 
 type viewProcess struct {
@@ -75,6 +79,14 @@ type viewProcess struct {
 
 type viewRoot struct {
 	Path string `json:"path"`
+}
+
+// viewMount is what mountSources reads of a mount.
+type viewMount struct {
+	Destination string   `json:"destination"`
+	Type        string   `json:"type,omitempty"`
+	Source      string   `json:"source,omitempty"`
+	Options     []string `json:"options,omitempty"`
 }
 
 type viewLinux struct {
@@ -94,8 +106,22 @@ func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, st
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	var sources []*os.File
+	if userns != "" {
+		var index map[int]int
+		if sources, index, err = mountSources(v.Mounts); err != nil {
+			return nil, fmt.Errorf("create container: %w", err)
+		}
+		defer closeFiles(sources)
+		if rawCfg != nil {
+			rawCfg = withMountSources(rawCfg, index)
+		} else {
+			cfg.MountSources = index
+		}
+	}
 	p, err := spawn(ctx, spawnOptions{
 		command:    InitCommand,
+		extra:      sources,
 		ns:         paths,
 		cloneflags: flags,
 		userns:     userns,

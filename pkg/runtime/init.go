@@ -29,7 +29,7 @@ func InitMain() int {
 	if cfg.Spec == nil || cfg.Spec.Process == nil || cfg.Spec.Root == nil || cfg.Spec.Linux == nil {
 		return fail(errors.New("incomplete spec"))
 	}
-	if err := initContainer(cfg.Spec); err != nil {
+	if err := initContainer(cfg.Spec, cfg.MountSources); err != nil {
 		return fail(err)
 	}
 	argv0, err := prepareProcess(cfg.Spec.Process, cfg.Spec.Linux.Seccomp)
@@ -51,8 +51,9 @@ func InitMain() int {
 }
 
 // initContainer applies DESIGN section 6 steps 1 to 5 (and the part of 6 that is not
-// security) in runc's order.
-func initContainer(s *specs.Spec) error {
+// security) in runc's order. sources are the descriptors of bind sources the parent opened
+// (ChildConfig.MountSources).
+func initContainer(s *specs.Spec, sources map[int]int) error {
 	rootfs := s.Root.Path
 	// 1. Propagation: nothing we mount may propagate back to the host (rslave), and the
 	// rootfs becomes a mount of its own, which pivot_root needs.
@@ -70,7 +71,7 @@ func initContainer(s *specs.Spec) error {
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs %s onto itself: %w", rootfs, err)
 	}
-	if err := mountAll(s); err != nil {
+	if err := mountAll(s, sources); err != nil {
 		return err
 	}
 	// 4. Switch root.
@@ -100,15 +101,19 @@ func initContainer(s *specs.Spec) error {
 }
 
 // mountAll makes the spec's mounts (steps 2 and 3), every target resolved inside the rootfs.
-func mountAll(s *specs.Spec) error {
+func mountAll(s *specs.Spec, sources map[int]int) error {
 	root, err := os.OpenFile(s.Root.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open rootfs %s: %w", s.Root.Path, err)
 	}
 	defer root.Close()
 	devDone := false
-	for _, m := range s.Mounts {
-		if err := mountOne(root, s.Root.Path, m); err != nil {
+	for i, m := range s.Mounts {
+		src, ok := sources[i]
+		if !ok {
+			src = -1
+		}
+		if err := mountOne(root, s.Root.Path, m, src); err != nil {
 			return err
 		}
 		// /dev's nodes go in right after its tmpfs, before anything mounts under /dev.

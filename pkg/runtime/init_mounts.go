@@ -102,24 +102,32 @@ func mountTarget(root *os.File, rootfs, dst string, dir bool) (*os.File, error) 
 	return h, nil
 }
 
-// mountOne mounts m inside the rootfs.
-func mountOne(root *os.File, rootfs string, m specs.Mount) error {
+// mountOne mounts m inside the rootfs. src, unless -1, is the descriptor of the bind's
+// source opened by the parent (mountSources); it is closed once attached.
+func mountOne(root *os.File, rootfs string, m specs.Mount, src int) error {
+	if src >= 0 {
+		defer unix.Close(src)
+	}
 	flags, prop, data := parseMountOptions(m.Options)
 	bind := m.Type == "bind" || flags&unix.MS_BIND != 0
 	dir := true
 	if bind {
-		st, err := os.Stat(m.Source)
-		if err != nil {
-			return fmt.Errorf("mount %s: source: %w", m.Destination, err)
+		var err error
+		if dir, err = sourceIsDir(src, m); err != nil {
+			return err
 		}
-		dir = st.IsDir()
 	}
 	t, err := mountTarget(root, rootfs, m.Destination, dir)
 	if err != nil {
 		return err
 	}
 	defer t.Close()
-	if err := mountOn(fdPath(t), m, bind, flags, data); err != nil {
+	if bind && src >= 0 {
+		err = attachSource(src, t, m)
+	} else {
+		err = mountOn(fdPath(t), m, bind, flags, data)
+	}
+	if err != nil {
 		return err
 	}
 	rest := flags &^ (unix.MS_BIND | unix.MS_REC)
@@ -193,7 +201,7 @@ func setupDev(root *os.File, rootfs string, spec *specs.Spec) error {
 		// The terminal is the init's stdin (the pty replica the spawner passed).
 		if err := mountOne(root, rootfs, specs.Mount{
 			Destination: "/dev/console", Type: "bind", Source: consoleSource(), Options: []string{"bind"},
-		}); err != nil {
+		}, -1); err != nil {
 			return err
 		}
 	}

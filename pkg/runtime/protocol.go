@@ -32,6 +32,10 @@ type childConfig struct {
 	Process *specs.Process `json:"process,omitempty"`
 	// Seccomp is the exec helper's filter: the container's, as runc gives exec'd processes.
 	Seccomp *specs.LinuxSeccomp `json:"seccomp,omitempty"`
+	// MountSources maps the index of a bind mount in Spec.Mounts to the init's descriptor
+	// of its source (a detached mount: see mountSources), for a container in a user
+	// namespace.
+	MountSources map[int]int `json:"mountSources,omitempty"`
 }
 
 type msgType string

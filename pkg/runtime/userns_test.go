@@ -24,7 +24,6 @@ func newUsernsPod(t *testing.T) (*pod, string) {
 	t.Helper()
 	p := newPod(t, false)
 	p.userns = true
-	traversable(t, filepath.Dir(p.paths.Hosts))
 	// The image's files belong to the namespace's root, as idmapped layers show them.
 	if err := filepath.Walk(p.layers, func(path string, _ os.FileInfo, err error) error {
 		if err != nil {
@@ -77,29 +76,52 @@ func inUserns(user string) func(*specs.Spec) {
 // TestContainerInUserns: a container of a pod with a user namespace runs as root of that
 // namespace (a host uid without privileges), as pid 1 of its own PID namespace, with proc
 // and sysfs mounted, and an exec into it joins the same user namespace.
+//
+// Its bind mounts come from directories closed to others (as a kubelet pod dir and the
+// sandbox's files are): the spawning side opens them, so the init does not need to reach
+// them by path.
 func TestContainerInUserns(t *testing.T) {
 	needRoot(t)
-	p, user := newUsernsPod(t)
-	script := `cat /proc/self/uid_map; echo "pid $$ uid $(id -u)"; readlink /proc/self/ns/user; ls /sys/class/net; touch /etc/hostname 2>&1 || echo denied`
-	r := p.create(t, []string{"sh", "-c", script}, inUserns(user))
-	if err := r.c.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	out, st := r.wait(t)
-	if st.Code != 0 {
-		t.Fatalf("exit %d, output:\n%s", st.Code, out)
-	}
-	var userIno unix.Stat_t
-	if err := unix.Stat(user, &userIno); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
-		fmt.Sprintf("0 %d 65536", usernsHost), "pid 1 uid 0",
-		fmt.Sprintf("user:[%d]", userIno.Ino), "lo",
-	} {
-		if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
+	for _, viaJSON := range []bool{false, true} {
+		t.Run(fmt.Sprintf("viaJSON=%v", viaJSON), func(t *testing.T) {
+			p, user := newUsernsPod(t)
+			p.viaJSON = viaJSON
+			// A volume open to all, in a directory that is not (as a kubelet pod dir).
+			vol := filepath.Join(t.TempDir(), "closed", "vol")
+			if err := os.MkdirAll(vol, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(filepath.Dir(vol), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(vol, "data"), []byte("volume-data\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			script := `cat /proc/self/uid_map; echo "pid $$ uid $(id -u)"; readlink /proc/self/ns/user; ls /sys/class/net; cat /data/data /etc/hosts`
+			r := p.create(t, []string{"sh", "-c", script}, func(s *specs.Spec) {
+				inUserns(user)(s)
+				s.Mounts = append(s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}})
+			})
+			if err := r.c.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			out, st := r.wait(t)
+			if st.Code != 0 {
+				t.Fatalf("exit %d, output:\n%s", st.Code, out)
+			}
+			var userIno unix.Stat_t
+			if err := unix.Stat(user, &userIno); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{
+				fmt.Sprintf("0 %d 65536", usernsHost), "pid 1 uid 0",
+				fmt.Sprintf("user:[%d]", userIno.Ino), "lo", "volume-data", "localhost podhost",
+			} {
+				if !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 }
 

@@ -1,0 +1,106 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// fdMountSources is the first descriptor of an init's bind sources (mountSources): they
+// follow fdExe.
+const fdMountSources = fdExe + 1
+
+// mountSources opens the source of every bind mount of a container that runs in a user
+// namespace, as a detached copy of the mount tree (open_tree(OPEN_TREE_CLONE)).
+//
+// The init runs as root of the pod's user namespace, which is no one on the host: it may
+// not reach a source under a directory closed to others (a kubelet pod dir is 0750, a
+// sandbox's is 0700). Opened here, by the spawning process, each source reaches the init
+// as a descriptor, and move_mount(2) attaches it in the container's mount namespace (a
+// plain bind of a descriptor opened outside that namespace is refused: do_loopback's
+// check_mnt). It returns the files, to pass from fdMountSources on, and for each the index
+// of its mount in the spec.
+func mountSources(mounts []viewMount) (files []*os.File, index map[int]int, retErr error) {
+	defer func() {
+		if retErr != nil {
+			closeFiles(files)
+			files = nil
+		}
+	}()
+	for i, m := range mounts {
+		flags, _, _ := parseMountOptions(m.Options)
+		if m.Type != "bind" && flags&unix.MS_BIND == 0 {
+			continue
+		}
+		how := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
+		if flags&unix.MS_REC != 0 {
+			how |= unix.AT_RECURSIVE
+		}
+		fd, err := unix.OpenTree(unix.AT_FDCWD, m.Source, uint(how))
+		if err != nil {
+			return nil, nil, fmt.Errorf("mount %s: open source %s: %w", m.Destination, m.Source, err)
+		}
+		if index == nil {
+			index = map[int]int{}
+		}
+		index[i] = fdMountSources + len(files)
+		files = append(files, os.NewFile(uintptr(fd), "mount-source:"+m.Source))
+	}
+	return files, index, nil
+}
+
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		_ = f.Close()
+	}
+}
+
+// withMountSources adds the init's descriptor of each mount source to a JSON child config
+// (CreateJSON's, which ends with "}\n").
+func withMountSources(raw []byte, index map[int]int) []byte {
+	if len(index) == 0 {
+		return raw
+	}
+	out := append([]byte{}, raw[:len(raw)-2]...)
+	out = append(out, `,"mountSources":{`...)
+	first := true
+	for i, fd := range index {
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, '"')
+		out = strconv.AppendInt(out, int64(i), 10)
+		out = append(out, `":`...)
+		out = strconv.AppendInt(out, int64(fd), 10)
+	}
+	return append(out, "}}\n"...)
+}
+
+// attachSource moves the detached source of a bind (mountSources) onto target, the handle
+// of its mount point in the rootfs.
+func attachSource(fd int, target *os.File, m specs.Mount) error {
+	if err := unix.MoveMount(fd, "", int(target.Fd()), "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
+		return fmt.Errorf("bind %s on %s: attach the source: %w", m.Source, m.Destination, err)
+	}
+	return nil
+}
+
+// sourceIsDir tells whether a bind's source is a directory: through its descriptor when
+// the parent opened it, else by path.
+func sourceIsDir(fd int, m specs.Mount) (bool, error) {
+	var st unix.Stat_t
+	var err error
+	if fd >= 0 {
+		err = unix.Fstat(fd, &st)
+	} else {
+		err = unix.Stat(m.Source, &st)
+	}
+	if err != nil {
+		return false, fmt.Errorf("mount %s: source %s: %w", m.Destination, m.Source, err)
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
+}
