@@ -78,6 +78,23 @@ type SandboxPaths struct {
 	HostPID                         bool
 	ResolvConf, Hosts, HostnameFile string
 	Shm                             string
+	// UserNS is the pod's user namespace ("" runs the container in the host's), and
+	// UIDMappings and GIDMappings what it maps.
+	UserNS                   string
+	UIDMappings, GIDMappings []IDMapping
+}
+
+// IDMapping maps Size ids from ContainerID inside a user namespace to HostID outside.
+type IDMapping struct {
+	ContainerID, HostID, Size uint32
+}
+
+func specIDMappings(ms []IDMapping) []specs.LinuxIDMapping {
+	out := make([]specs.LinuxIDMapping, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, specs.LinuxIDMapping{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
+	}
+	return out
 }
 
 // SpecOptions gathers everything BuildSpec needs.
@@ -118,6 +135,13 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	mounts := o.Container.Mounts
+	if o.Sandbox.UserNS != "" {
+		// mknod(2) is refused inside a user namespace: the nodes are bound from the host,
+		// and the cgroup rules still say what may be opened.
+		mounts = append(append([]Mount{}, mounts...), deviceBinds(o.Container.Devices)...)
+		devices = nil
+	}
 	s := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
@@ -129,7 +153,7 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 		},
 		Root:     &specs.Root{Path: o.Rootfs},
 		Hostname: o.Hostname,
-		Mounts:   mergeMounts(defaultMounts(o.Sandbox), o.Container.Mounts),
+		Mounts:   mergeMounts(defaultMounts(o.Sandbox), mounts),
 		Linux: &specs.Linux{
 			CgroupsPath:       o.CgroupsPath,
 			Namespaces:        namespaces(o),
@@ -138,10 +162,35 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 			RootfsPropagation: rootfsPropagation(o.Container.Mounts),
 		},
 	}
+	if o.Sandbox.UserNS != "" {
+		s.Linux.UIDMappings = specIDMappings(o.Sandbox.UIDMappings)
+		s.Linux.GIDMappings = specIDMappings(o.Sandbox.GIDMappings)
+	}
 	if err := applySecurity(s, o.Security); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// permissions is the device's cgroup access, rwm when the request gives none.
+func permissions(d Device) string {
+	if d.Permissions == "" {
+		return "rwm"
+	}
+	return d.Permissions
+}
+
+// deviceBinds are the bind mounts that give a container in a user namespace its devices.
+func deviceBinds(devs []Device) []Mount {
+	var out []Mount
+	for _, d := range devs {
+		dst := d.ContainerPath
+		if dst == "" {
+			dst = d.HostPath
+		}
+		out = append(out, Mount{ContainerPath: dst, HostPath: d.HostPath, Readonly: !strings.Contains(permissions(d), "w")})
+	}
+	return out
 }
 
 // processArgs applies the CRI rule: the request's command replaces the image's entrypoint,
@@ -195,6 +244,7 @@ func namespaces(o SpecOptions) []specs.LinuxNamespace {
 		{Type: specs.NetworkNamespace, Path: o.Sandbox.NetNS},
 		{Type: specs.IPCNamespace, Path: o.Sandbox.IPCNS},
 		{Type: specs.UTSNamespace, Path: o.Sandbox.UTSNS},
+		{Type: specs.UserNamespace, Path: o.Sandbox.UserNS},
 	} {
 		if n.Path != "" {
 			ns = append(ns, n)
@@ -236,12 +286,8 @@ func linuxDevices(devs []Device) ([]specs.LinuxDevice, []specs.LinuxDeviceCgroup
 			Path: dst, Type: typ, Major: major, Minor: minor,
 			FileMode: &mode, UID: &uid, GID: &gid,
 		})
-		access := d.Permissions
-		if access == "" {
-			access = "rwm"
-		}
 		rules = append(rules, specs.LinuxDeviceCgroup{
-			Allow: true, Type: typ, Major: &major, Minor: &minor, Access: access,
+			Allow: true, Type: typ, Major: &major, Minor: &minor, Access: permissions(d),
 		})
 	}
 	return out, rules, nil

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -191,5 +192,49 @@ func TestRootfsPropagation(t *testing.T) {
 		if s.Linux.RootfsPropagation != tc.want {
 			t.Errorf("%s: rootfs propagation %q, want %q", tc.name, s.Linux.RootfsPropagation, tc.want)
 		}
+	}
+}
+
+// TestBuildSpecUserns: a container of a pod with a user namespace joins it, records its
+// mappings, and gets its devices bound from the host instead of created (mknod is refused
+// in a user namespace), with the same cgroup rule.
+func TestBuildSpecUserns(t *testing.T) {
+	m := []runtime.IDMapping{{ContainerID: 0, HostID: 1 << 20, Size: 65536}}
+	s, err := runtime.BuildSpec(runtime.SpecOptions{
+		Container: runtime.ContainerConfig{Command: []string{"sh"},
+			Devices: []runtime.Device{{ContainerPath: "/dev/mynull", HostPath: "/dev/null", Permissions: "r"}}},
+		Sandbox: runtime.SandboxPaths{UserNS: "/run/pod/user", UIDMappings: m, GIDMappings: m},
+		Rootfs:  "/rootfs",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var userns string
+	for _, n := range s.Linux.Namespaces {
+		if n.Type == specs.UserNamespace {
+			userns = n.Path
+		}
+	}
+	if userns != "/run/pod/user" {
+		t.Errorf("user namespace %q in %+v", userns, s.Linux.Namespaces)
+	}
+	want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1 << 20, Size: 65536}}
+	if !reflect.DeepEqual(s.Linux.UIDMappings, want) || !reflect.DeepEqual(s.Linux.GIDMappings, want) {
+		t.Errorf("mappings %+v %+v", s.Linux.UIDMappings, s.Linux.GIDMappings)
+	}
+	if len(s.Linux.Devices) != 0 {
+		t.Errorf("devices to create: %+v", s.Linux.Devices)
+	}
+	var bind *specs.Mount
+	for i, mnt := range s.Mounts {
+		if mnt.Destination == "/dev/mynull" {
+			bind = &s.Mounts[i]
+		}
+	}
+	if bind == nil || bind.Source != "/dev/null" || !slices.Contains(bind.Options, "ro") {
+		t.Errorf("device bind %+v", bind)
+	}
+	if r := s.Linux.Resources.Devices; len(r) != 1 || r[0].Access != "r" || *r[0].Major != 1 || *r[0].Minor != 3 {
+		t.Errorf("device cgroup rules %+v", r)
 	}
 }

@@ -61,16 +61,10 @@ func newUsernsPod(t *testing.T) (*pod, string) {
 	}
 	user := pin("user")
 	p.paths.NetNS, p.paths.IPCNS, p.paths.UTSNS = pin("net"), pin("ipc"), pin("uts")
+	p.paths.UserNS = user
+	p.paths.UIDMappings = []runtime.IDMapping{{ContainerID: 0, HostID: usernsHost, Size: 65536}}
+	p.paths.GIDMappings = p.paths.UIDMappings
 	return p, user
-}
-
-// inUserns adds the pod's user namespace to a container's spec.
-func inUserns(user string) func(*specs.Spec) {
-	return func(s *specs.Spec) {
-		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: user})
-		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: usernsHost, Size: 65536}}
-		s.Linux.UIDMappings, s.Linux.GIDMappings = m, m
-	}
 }
 
 // TestContainerInUserns: a container of a pod with a user namespace runs as root of that
@@ -99,7 +93,6 @@ func TestContainerInUserns(t *testing.T) {
 			}
 			script := `cat /proc/self/uid_map; echo "pid $$ uid $(id -u)"; readlink /proc/self/ns/user; ls /sys/class/net; cat /data/data /etc/hosts`
 			r := p.create(t, []string{"sh", "-c", script}, func(s *specs.Spec) {
-				inUserns(user)(s)
 				s.Mounts = append(s.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}})
 			})
 			if err := r.c.Start(t.Context()); err != nil {
@@ -140,8 +133,8 @@ func traversable(t *testing.T, dir string) {
 // namespace: it is root there, never on the host.
 func TestExecInUserns(t *testing.T) {
 	needRoot(t)
-	p, user := newUsernsPod(t)
-	r := p.create(t, []string{"sleep", "100"}, inUserns(user))
+	p, _ := newUsernsPod(t)
+	r := p.create(t, []string{"sleep", "100"}, nil)
 	if err := r.c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
