@@ -148,6 +148,9 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		Containers: d.ctrs,
 		Streaming:  d.stream,
 		PodInits:   d.inits,
+		// Off until containers can run in a pod's user namespace: the sandbox half alone
+		// would run them with host IDs.
+		PodUserNamespaces: false,
 	})
 	return d, nil
 }
