@@ -16,6 +16,7 @@ import (
 
 	"github.com/cri-mini/cri-mini/pkg/container/spawner"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
+	"github.com/cri-mini/cri-mini/pkg/ns"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
@@ -40,9 +41,11 @@ func main() {
 		os.Exit(runtime.ExecHelperMain())
 	case runtime.PauseCommand:
 		os.Exit(runtime.PauseMain())
+	case ns.HoldCommand:
+		os.Exit(ns.HoldMain())
 	default:
-		fmt.Fprintf(os.Stderr, "cri-mini-monitor: started by cri-mini only (subcommands monitor, %s, %s, %s)\n",
-			runtime.InitCommand, runtime.ExecHelperCommand, runtime.PauseCommand)
+		fmt.Fprintf(os.Stderr, "cri-mini-monitor: started by cri-mini only (subcommands monitor, %s, %s, %s, %s)\n",
+			runtime.InitCommand, runtime.ExecHelperCommand, runtime.PauseCommand, ns.HoldCommand)
 		os.Exit(2)
 	}
 }

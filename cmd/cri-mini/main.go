@@ -9,6 +9,7 @@ import (
 
 	"github.com/cri-mini/cri-mini/pkg/container/spawner"
 	"github.com/cri-mini/cri-mini/pkg/monitor"
+	"github.com/cri-mini/cri-mini/pkg/ns"
 	ctrruntime "github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
@@ -46,6 +47,8 @@ func run(args []string) int {
 		return ctrruntime.ExecHelperMain()
 	case ctrruntime.PauseCommand: // PID 1 of a shared-PID pod, started by RunPodSandbox
 		return ctrruntime.PauseMain()
+	case ns.HoldCommand: // holds a new pod user namespace until pinned, started by RunPodSandbox
+		return ns.HoldMain()
 	case "config":
 		return runConfig(args)
 	case "images":

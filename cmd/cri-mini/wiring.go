@@ -72,7 +72,8 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	// manager, which is built after it (it needs the sandboxes): they only run on RPCs,
 	// once both exist.
 	cgm := cgroups.New()
-	// One sealed copy of the lean binary serves monitors, their spawns and pod inits.
+	// One sealed copy of the lean binary serves monitors, their spawns, pod inits and the
+	// holders of pod user namespaces.
 	d.monitorBin = runtime.NewSealedBinary(findMonitorBinary())
 	// Sealed now, not at the first pod: the monitors must be the version of this daemon,
 	// also when a package upgrade replaces the binaries while it runs (they talk a private
@@ -88,6 +89,8 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		CNI:      d.cni,
 		Cgroups:  cgm,
 		ShmSize:  cfg.Sandbox.ShmSize,
+		// Starts in a few ms where the daemon's binary would take longer to initialise.
+		UsernsHolder: d.monitorBin,
 		Hooks: sandbox.Hooks{
 			StopContainers: func(ctx context.Context, id string) error {
 				return d.ctrs.StopPod(ctx, id)
@@ -145,6 +148,9 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		Containers: d.ctrs,
 		Streaming:  d.stream,
 		PodInits:   d.inits,
+		// Off until containers can run in a pod's user namespace: the sandbox half alone
+		// would run them with host IDs.
+		PodUserNamespaces: false,
 	})
 	return d, nil
 }

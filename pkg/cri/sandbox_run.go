@@ -25,6 +25,9 @@ func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandbo
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkPodUserns(&c); err != nil {
+		return nil, err
+	}
 	sb, err := m.Run(ctx, c)
 	if err != nil {
 		if errors.Is(err, store.ErrInvalidArgument) {

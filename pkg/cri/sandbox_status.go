@@ -106,6 +106,22 @@ type sandboxSpecLinux struct {
 	Sysctl      map[string]string  `json:"sysctl,omitempty"`
 	Namespaces  []specNamespace    `json:"namespaces"`
 	Resources   *sandbox.Resources `json:"resources,omitempty"`
+	UIDMappings []specIDMapping    `json:"uidMappings,omitempty"`
+	GIDMappings []specIDMapping    `json:"gidMappings,omitempty"`
+}
+
+type specIDMapping struct {
+	ContainerID uint32 `json:"containerID"`
+	HostID      uint32 `json:"hostID"`
+	Size        uint32 `json:"size"`
+}
+
+func specIDMappings(m []sandbox.IDMapping) []specIDMapping {
+	var out []specIDMapping
+	for _, x := range m {
+		out = append(out, specIDMapping{ContainerID: x.ContainerID, HostID: x.HostID, Size: x.Length})
+	}
+	return out
 }
 
 type specNamespace struct {
@@ -130,6 +146,8 @@ func sandboxInfo(sb *sandbox.Sandbox, initPid int) (string, error) {
 				CgroupsPath: sb.CgroupParent,
 				Sysctl:      sb.Config.Sysctls,
 				Resources:   sb.Config.Resources,
+				UIDMappings: specIDMappings(sb.UIDMappings()),
+				GIDMappings: specIDMappings(sb.GIDMappings()),
 			},
 		},
 	}
@@ -137,7 +155,7 @@ func sandboxInfo(sb *sandbox.Sandbox, initPid int) (string, error) {
 		info.ProcessStatus = "running"
 	}
 	for _, n := range []struct{ kind, path string }{
-		{"network", sb.NetNSPath}, {"ipc", sb.IPCNSPath}, {"uts", sb.UTSNSPath},
+		{"user", sb.UsernsPath}, {"network", sb.NetNSPath}, {"ipc", sb.IPCNSPath}, {"uts", sb.UTSNSPath},
 	} {
 		if n.path != "" {
 			info.RuntimeSpec.Linux.Namespaces = append(info.RuntimeSpec.Linux.Namespaces, specNamespace{Type: n.kind, Path: n.path})

@@ -76,8 +76,16 @@ func TestRunPodSandboxValidation(t *testing.T) {
 		}, codes.InvalidArgument, "config.linux.security_context.namespace_options.network"},
 		{"pod user namespace", func(r *runtimeapi.RunPodSandboxRequest) {
 			r.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}}}
+				NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER, UsernsOptions: &runtimeapi.UserNamespace{
+					Mode: runtimeapi.NamespaceMode_POD,
+					Uids: []*runtimeapi.IDMapping{{HostId: 65536, Length: 65536}},
+					Gids: []*runtimeapi.IDMapping{{HostId: 65536, Length: 65536}},
+				}}}}
 		}, codes.InvalidArgument, "config.linux.security_context.namespace_options.userns_options.mode"},
+		{"pod user namespace without mappings", func(r *runtimeapi.RunPodSandboxRequest) {
+			r.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}}}
+		}, codes.InvalidArgument, "config.linux.security_context.namespace_options.userns_options.uids"},
 		{"negative cpu shares", func(r *runtimeapi.RunPodSandboxRequest) {
 			r.Config.Linux = &runtimeapi.LinuxPodSandboxConfig{Resources: &runtimeapi.LinuxContainerResources{CpuShares: -2}}
 		}, codes.InvalidArgument, "config.linux.resources"},

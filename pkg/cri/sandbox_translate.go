@@ -108,9 +108,11 @@ func sandboxConfig(cfg *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 	c.NetworkMode = sandbox.NamespaceMode(nsOpts.GetNetwork())
 	c.IPCMode = sandbox.NamespaceMode(nsOpts.GetIpc())
 	c.PIDMode = sandbox.NamespaceMode(nsOpts.GetPid())
-	if err := checkUserns(nsOpts); err != nil {
+	userns, err := podUserns(nsOpts.GetUsernsOptions())
+	if err != nil {
 		return sandbox.Config{}, err
 	}
+	c.UserNS = userns
 	res, err := podResources(linux.GetResources(), linux.GetOverhead())
 	if err != nil {
 		return sandbox.Config{}, invalidArg("config.linux.resources", "%v", err)
@@ -199,6 +201,8 @@ func namespaceOptions(c *sandbox.Config) *runtimeapi.NamespaceOption {
 		Network: runtimeapi.NamespaceMode(c.NetworkMode),
 		Pid:     runtimeapi.NamespaceMode(c.PIDMode),
 		Ipc:     runtimeapi.NamespaceMode(c.IPCMode),
+		// Unset for the node's user namespace, as in the request.
+		UsernsOptions: usernsOptions(c.UserNS),
 	}
 }
 

@@ -40,6 +40,11 @@ type Options struct {
 	Streaming StreamServer
 	// PodInits reports the PID of a shared-PID pod's init (verbose PodSandboxStatus); may be nil.
 	PodInits PodInitPids
+	// PodUserNamespaces lets RunPodSandbox create pods with a user namespace of their own
+	// (userns_options mode POD). Off, such requests are refused after validation. Turn it on
+	// (and advertise user_namespaces in Status) once containers run in the pod's user
+	// namespace with an idmapped rootfs.
+	PodUserNamespaces bool
 }
 
 // Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet

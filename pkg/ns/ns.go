@@ -22,13 +22,15 @@ import (
 // Kind names one namespace type that a sandbox may pin.
 type Kind string
 
-// The namespace kinds a pod sandbox pins. Mount and PID namespaces are not pinned here:
-// they belong to containers. A user namespace cannot be joined by a multithreaded Go
-// process at all: StartInUserns starts a child in one.
+// The namespace kinds a pod sandbox pins. Mount and PID namespaces are not pinned here: they
+// belong to containers. A user namespace is pinned only when PinOptions.User asks for one,
+// and is created by a child process (see userns.go): a multithreaded Go process can neither
+// unshare nor join one (StartInUserns starts a child inside one).
 const (
-	Net Kind = "net"
-	IPC Kind = "ipc"
-	UTS Kind = "uts"
+	Net  Kind = "net"
+	IPC  Kind = "ipc"
+	UTS  Kind = "uts"
+	User Kind = "user"
 )
 
 func (k Kind) cloneFlag() int {
@@ -55,6 +57,9 @@ type PinOptions struct {
 	// listed in Kinds (see CheckSysctls): the caller validates first, Pin checks again so
 	// that a host value can never be changed by mistake.
 	Sysctls map[string]string
+	// User, when set, puts the new namespaces under a new user namespace with the given ID
+	// mappings, which is pinned too (kind User).
+	User *UserOptions
 }
 
 // Pins maps each pinned kind to the path of its bind-mounted namespace file.
@@ -62,17 +67,25 @@ type Pins map[Kind]string
 
 // Pin creates new namespaces on a throw-away locked thread, configures them (loopback up,
 // hostname, sysctls) and pins each one by bind-mounting /proc/thread-self/ns/<kind> onto a
-// file under o.Dir, so that the namespaces outlive the thread. On error nothing is left
+// file under o.Dir, so that the namespaces outlive the thread. With o.User the namespaces
+// are created by a short-lived child instead (see pinWithUser). On error nothing is left
 // pinned.
 func Pin(o PinOptions) (Pins, error) {
-	if len(o.Kinds) == 0 {
+	if len(o.Kinds) == 0 && o.User == nil {
 		return Pins{}, nil
 	}
 	if err := CheckSysctls(o.Sysctls, o.Kinds); err != nil {
 		return nil, err
 	}
+	flags, err := cloneFlags(o.Kinds)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create namespace pin dir %s: %w", o.Dir, err)
+	}
+	if o.User != nil {
+		return pinWithUser(o, flags)
 	}
 	type result struct {
 		pins Pins
@@ -83,25 +96,53 @@ func Pin(o PinOptions) (Pins, error) {
 		// No UnlockOSThread: after unshare this thread lives in the pod's namespaces and
 		// must die with the goroutine.
 		runtime.LockOSThread()
-		pins, err := pinOnThread(o)
+		pins, err := pinOnThread(o, flags)
 		ch <- result{pins, err}
 	}()
 	r := <-ch
 	return r.pins, r.err
 }
 
-func pinOnThread(o PinOptions) (_ Pins, retErr error) {
+// cloneFlags combines the clone flags of kinds; User is not one of them (PinOptions.User
+// asks for it).
+func cloneFlags(kinds []Kind) (int, error) {
 	flags := 0
-	for _, k := range o.Kinds {
+	for _, k := range kinds {
 		f := k.cloneFlag()
 		if f == 0 {
-			return nil, fmt.Errorf("pin namespace: unsupported kind %q", k)
+			return 0, fmt.Errorf("pin namespace: unsupported kind %q", k)
 		}
 		flags |= f
 	}
+	return flags, nil
+}
+
+func pinOnThread(o PinOptions, flags int) (_ Pins, retErr error) {
 	if err := unix.Unshare(flags); err != nil {
 		return nil, fmt.Errorf("unshare namespaces %v: %w", o.Kinds, err)
 	}
+	if err := configure(o); err != nil {
+		return nil, err
+	}
+	pins := Pins{}
+	defer func() {
+		if retErr != nil {
+			unpinAll(pins)
+		}
+	}()
+	for _, k := range o.Kinds {
+		dst := filepath.Join(o.Dir, string(k))
+		if err := bindNS("/proc/thread-self/ns/"+string(k), k, dst); err != nil {
+			return nil, err
+		}
+		pins[k] = dst
+	}
+	return pins, nil
+}
+
+// configure sets up the namespaces of the calling thread that o created: loopback up,
+// hostname, sysctls.
+func configure(o PinOptions) error {
 	has := func(k Kind) bool {
 		for _, x := range o.Kinds {
 			if x == k {
@@ -114,38 +155,30 @@ func pinOnThread(o PinOptions) (_ Pins, retErr error) {
 		// A new network namespace starts with lo down; pods expect 127.0.0.1 to work even
 		// when the CNI config has no loopback plugin.
 		if err := setLinkUp("lo"); err != nil {
-			return nil, fmt.Errorf("bring up lo in the pod network namespace: %w", err)
+			return fmt.Errorf("bring up lo in the pod network namespace: %w", err)
 		}
 	}
 	if has(UTS) && o.Hostname != "" {
 		if err := unix.Sethostname([]byte(o.Hostname)); err != nil {
-			return nil, fmt.Errorf("set hostname %q: %w", o.Hostname, err)
+			return fmt.Errorf("set hostname %q: %w", o.Hostname, err)
 		}
 	}
 	// /proc/sys resolves net, ipc and uts entries against the namespaces of the thread that
 	// opens the file, so these writes land in the namespaces created above.
-	if err := writeSysctls(o.Sysctls); err != nil {
-		return nil, err
+	if o.User == nil {
+		return writeSysctls(o.Sysctls)
 	}
-	pins := Pins{}
-	defer func() {
-		if retErr != nil {
-			for _, p := range pins {
-				_ = Unpin(p)
-			}
-		}
-	}()
-	for _, k := range o.Kinds {
-		dst := filepath.Join(o.Dir, string(k))
-		if err := bindThreadNS(k, dst); err != nil {
-			return nil, err
-		}
-		pins[k] = dst
-	}
-	return pins, nil
+	return writeSysctlsInUserNS(o.Sysctls, o.User)
 }
 
-func bindThreadNS(k Kind, dst string) error {
+func unpinAll(pins Pins) {
+	for _, p := range pins {
+		_ = Unpin(p)
+	}
+}
+
+// bindNS pins the namespace file src (of kind k) by bind-mounting it onto a new file dst.
+func bindNS(src string, k Kind, dst string) error {
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o400)
 	if err != nil {
 		return fmt.Errorf("create namespace pin %s: %w", dst, err)
@@ -154,7 +187,6 @@ func bindThreadNS(k Kind, dst string) error {
 		_ = os.Remove(dst)
 		return fmt.Errorf("close namespace pin %s: %w", dst, err)
 	}
-	src := "/proc/thread-self/ns/" + string(k)
 	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
 		_ = os.Remove(dst)
 		return fmt.Errorf("bind %s namespace onto %s: %w", k, dst, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
 	"github.com/cri-mini/cri-mini/pkg/cni"
 	"github.com/cri-mini/cri-mini/pkg/ns"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/store"
 	"k8s.io/klog/v2"
 )
@@ -62,6 +63,9 @@ type Options struct {
 	// CleanupTimeout bounds each undo step run after a failure; default 1 minute.
 	CleanupTimeout time.Duration
 	Hooks          Hooks
+	// UsernsHolder is the binary (with the ns.HoldCommand subcommand) run for a moment to
+	// create a pod's user namespace; nil runs this process's own binary. The caller owns it.
+	UsernsHolder *runtime.SealedBinary
 }
 
 // Manager owns every pod sandbox of the node. It is safe for concurrent use.
@@ -182,7 +186,7 @@ func (m *Manager) recover(ctx context.Context) error {
 }
 
 func pinsAlive(r *record) bool {
-	for _, p := range []string{r.NetNSPath, r.IPCNSPath, r.UTSNSPath} {
+	for _, p := range r.pinPaths() {
 		if p != "" && !ns.IsPinned(p) {
 			return false
 		}

@@ -20,11 +20,14 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/store"
 )
 
-// TestMain lets the test binary act as `cri-mini pause`: PodInits re-executes its own
-// binary.
+// TestMain lets the test binary act as `cri-mini pause` and as the user namespace holder:
+// PodInits and ns.Pin re-execute their own binary.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == ctrruntime.PauseCommand {
 		os.Exit(ctrruntime.PauseMain())
+	}
+	if len(os.Args) > 1 && os.Args[1] == ns.HoldCommand {
+		os.Exit(ns.HoldMain())
 	}
 	os.Exit(m.Run())
 }

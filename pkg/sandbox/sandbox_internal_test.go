@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,10 +46,34 @@ func TestValidate(t *testing.T) {
 		{"bad cgroup parent", func(c *Config) { c.CgroupParent = "/../x" }, "linux.cgroup_parent"},
 		{"systemd cgroup parent", func(c *Config) { c.CgroupParent = "kubepods.slice" }, "linux.cgroup_parent"},
 		{"bad resources", func(c *Config) { c.Resources = &Resources{MemoryLimit: -5} }, "linux.resources"},
+		{"userns kubelet shape", func(c *Config) { c.UserNS = userns(65536*7, 65536) }, ""},
+		{"userns critest shape", func(c *Config) { c.UserNS = userns(1000, 100000) }, ""},
+		{"userns up to the last ID", func(c *Config) { c.UserNS = userns(math.MaxUint32-65536, 65536) }, ""},
+		{"userns past the last ID", func(c *Config) { c.UserNS = userns(math.MaxUint32-65535, 65536) }, "userns_options.uids[0]"},
+		{"userns no uid mapping", func(c *Config) { c.UserNS.UIDMappings = nil }, "userns_options.uids"},
+		{"userns no gid mapping", func(c *Config) { c.UserNS.GIDMappings = nil }, "userns_options.gids"},
+		{"userns two uid mappings", func(c *Config) {
+			c.UserNS.UIDMappings = append(c.UserNS.UIDMappings, IDMapping{ContainerID: 65536, HostID: 1 << 24, Length: 1})
+		}, "userns_options.uids"},
+		{"userns two gid mappings", func(c *Config) {
+			c.UserNS.GIDMappings = append(c.UserNS.GIDMappings, IDMapping{ContainerID: 65536, HostID: 1 << 24, Length: 1})
+		}, "userns_options.gids"},
+		{"userns root not mapped", func(c *Config) { c.UserNS.UIDMappings[0].ContainerID = 1 }, "userns_options.uids[0].container_id"},
+		{"userns gid root not mapped", func(c *Config) { c.UserNS.GIDMappings[0].ContainerID = 1 }, "userns_options.gids[0].container_id"},
+		{"userns empty range", func(c *Config) { c.UserNS.GIDMappings[0].Length = 0 }, "userns_options.gids[0].length"},
+		{"userns host root", func(c *Config) { c.UserNS.UIDMappings[0].HostID = 0 }, "userns_options.uids[0].host_id"},
+		{"userns host gid root", func(c *Config) { c.UserNS.GIDMappings[0].HostID = 0 }, "userns_options.gids[0].host_id"},
+		{"userns shared pid", func(c *Config) { c.PIDMode = ModePod }, "namespace_options.pid"},
+		{"userns host network", func(c *Config) { c.NetworkMode = ModeNode }, "namespace_options.network"},
+		{"userns host ipc", func(c *Config) { c.IPCMode = ModeNode }, "namespace_options.ipc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := ok
+			if strings.HasPrefix(tt.name, "userns") {
+				// Kubelet's shape: PID per container unless the pod shares one.
+				c.UserNS, c.PIDMode = userns(1<<20, 65536), ModeContainer
+			}
 			tt.change(&c)
 			err := validate(&c)
 			if tt.field == "" {
@@ -148,5 +173,34 @@ func TestResolvePrefix(t *testing.T) {
 		if err != nil || sb.ID != tt.wantID {
 			t.Errorf("Get(%q) = %v, %v; want %s", tt.in, sb, err, tt.wantID)
 		}
+	}
+}
+
+func userns(host, length uint32) *UserNamespace {
+	return &UserNamespace{
+		UIDMappings: []IDMapping{{HostID: host, Length: length}},
+		GIDMappings: []IDMapping{{HostID: host, Length: length}},
+	}
+}
+
+func TestRootHostIDs(t *testing.T) {
+	sb := &Sandbox{}
+	if _, _, ok := sb.RootHostIDs(); ok || sb.UIDMappings() != nil || sb.GIDMappings() != nil {
+		t.Error("a pod without a user namespace reports mappings")
+	}
+	sb.Config.UserNS = &UserNamespace{
+		UIDMappings: []IDMapping{{ContainerID: 0, HostID: 1 << 20, Length: 65536}},
+		GIDMappings: []IDMapping{{ContainerID: 0, HostID: 2 << 20, Length: 65536}},
+	}
+	if uid, gid, ok := sb.RootHostIDs(); !ok || uid != 1<<20 || gid != 2<<20 {
+		t.Errorf("RootHostIDs = %d, %d, %v", uid, gid, ok)
+	}
+	if h, ok := HostID(sb.UIDMappings(), 1000); !ok || h != 1<<20+1000 {
+		t.Errorf("HostID(1000) = %d, %v", h, ok)
+	}
+	c := sb.clone()
+	c.Config.UserNS.UIDMappings[0].HostID = 5
+	if sb.Config.UserNS.UIDMappings[0].HostID != 1<<20 {
+		t.Error("a clone shares the mappings with the original")
 	}
 }

@@ -200,14 +200,34 @@ func (m *Manager) pinNamespaces(r *record) error {
 	if c.NetworkMode == ModePod {
 		hostname = c.Hostname
 	}
-	nsDir := filepath.Join(r.StateDir, "ns")
-	if _, err := ns.Pin(ns.PinOptions{Dir: nsDir, Kinds: podKinds(c), Hostname: hostname, Sysctls: c.Sysctls}); err != nil {
+	o := ns.PinOptions{Dir: filepath.Join(r.StateDir, "ns"), Kinds: podKinds(c), Hostname: hostname, Sysctls: c.Sysctls}
+	if c.UserNS != nil {
+		u, err := m.userOptions(c.UserNS)
+		if err != nil {
+			return err
+		}
+		o.User = u
+	}
+	if _, err := ns.Pin(o); err != nil {
 		return fmt.Errorf("create pod namespaces: %w", err)
 	}
 	if r.ShmPath != "" {
 		return mountShm(r.ShmPath, m.o.ShmSize)
 	}
 	return nil
+}
+
+// userOptions asks ns.Pin for the pod's user namespace, created by the holder binary.
+func (m *Manager) userOptions(u *UserNamespace) (*ns.UserOptions, error) {
+	o := &ns.UserOptions{UIDMappings: nsIDMaps(u.UIDMappings), GIDMappings: nsIDMaps(u.GIDMappings)}
+	if m.o.UsernsHolder != nil {
+		exe, err := m.o.UsernsHolder.Get()
+		if err != nil {
+			return nil, fmt.Errorf("user namespace holder binary: %w", err)
+		}
+		o.Holder = exe
+	}
+	return o, nil
 }
 
 // setupCgroupAndFiles creates the pod cgroup and writes resolv.conf and hostname.
@@ -247,6 +267,9 @@ func planPaths(r *record) {
 		case ns.UTS:
 			r.UTSNSPath = p
 		}
+	}
+	if r.Config.UserNS != nil {
+		r.UsernsPath = filepath.Join(r.StateDir, "ns", string(ns.User))
 	}
 	if r.Config.IPCMode == ModePod {
 		r.ShmPath = filepath.Join(r.StateDir, "shm")
@@ -304,7 +327,7 @@ func (m *Manager) releaseLocal(r *record) error {
 	if err := unmountShm(r.ShmPath); err != nil {
 		errs = append(errs, err)
 	}
-	for _, p := range []string{r.NetNSPath, r.IPCNSPath, r.UTSNSPath} {
+	for _, p := range r.pinPaths() {
 		if p == "" {
 			continue
 		}

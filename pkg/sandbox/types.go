@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cri-mini/cri-mini/pkg/cgroups"
+	"github.com/cri-mini/cri-mini/pkg/ns"
 )
 
 // NamespaceMode says whose namespace a pod uses (values follow the CRI's NamespaceMode).
@@ -63,6 +64,28 @@ type PortMapping struct {
 	HostIP        string `json:"hostIP,omitempty"`
 }
 
+// IDMapping maps Length IDs from ContainerID on, inside the pod's user namespace, to the
+// IDs from HostID on outside it (one line of uid_map or gid_map).
+type IDMapping struct {
+	ContainerID uint32 `json:"containerID"`
+	HostID      uint32 `json:"hostID"`
+	Length      uint32 `json:"length"`
+}
+
+// UserNamespace asks for a user namespace of the pod's own (Kubernetes hostUsers: false):
+// the pod's NET, IPC and UTS namespaces are then owned by it.
+type UserNamespace struct {
+	UIDMappings []IDMapping `json:"uidMappings"`
+	GIDMappings []IDMapping `json:"gidMappings"`
+}
+
+func (u *UserNamespace) clone() *UserNamespace {
+	if u == nil {
+		return nil
+	}
+	return &UserNamespace{UIDMappings: slices.Clone(u.UIDMappings), GIDMappings: slices.Clone(u.GIDMappings)}
+}
+
 // Resources are pod-level limits applied to the pod cgroup.
 type Resources = cgroups.Resources
 
@@ -91,6 +114,9 @@ type Config struct {
 
 	// Privileged pods may run privileged containers.
 	Privileged bool `json:"privileged,omitempty"`
+
+	// UserNS, when set, gives the pod a user namespace of its own; nil uses the node's.
+	UserNS *UserNamespace `json:"userNamespace,omitempty"`
 }
 
 // Sandbox is a pod sandbox as reported to callers. Values returned by the Manager are
@@ -110,6 +136,8 @@ type Sandbox struct {
 	NetNSPath string `json:"netnsPath,omitempty"`
 	IPCNSPath string `json:"ipcnsPath,omitempty"`
 	UTSNSPath string `json:"utsnsPath,omitempty"`
+	// UsernsPath pins the pod's user namespace (Config.UserNS), which owns the three above.
+	UsernsPath string `json:"usernsPath,omitempty"`
 
 	// Files for containers to bind-mount. ShmPath is "" with host IPC (containers then
 	// mount the host's /dev/shm).
@@ -138,7 +166,50 @@ func (s *Sandbox) clone() *Sandbox {
 		r := *s.Config.Resources
 		c.Config.Resources = &r
 	}
+	c.Config.UserNS = s.Config.UserNS.clone()
 	return &c
+}
+
+// UIDMappings returns the uid mappings of the pod's user namespace, nil without one.
+func (s *Sandbox) UIDMappings() []IDMapping {
+	if s.Config.UserNS == nil {
+		return nil
+	}
+	return slices.Clone(s.Config.UserNS.UIDMappings)
+}
+
+// GIDMappings returns the gid mappings of the pod's user namespace, nil without one.
+func (s *Sandbox) GIDMappings() []IDMapping {
+	if s.Config.UserNS == nil {
+		return nil
+	}
+	return slices.Clone(s.Config.UserNS.GIDMappings)
+}
+
+// RootHostIDs returns the host uid and gid of the pod's root (the mappings of ID 0): who
+// owns what the pod's containers create as root, e.g. their idmapped rootfs. ok is false
+// without a pod user namespace.
+func (s *Sandbox) RootHostIDs() (uid, gid uint32, ok bool) {
+	if s.Config.UserNS == nil {
+		return 0, 0, false
+	}
+	uid, uok := HostID(s.Config.UserNS.UIDMappings, 0)
+	gid, gok := HostID(s.Config.UserNS.GIDMappings, 0)
+	return uid, gid, uok && gok
+}
+
+// HostID returns the host ID of id inside a user namespace with mappings m, and false when
+// m does not map it.
+func HostID(m []IDMapping, id uint32) (uint32, bool) {
+	return ns.HostID(nsIDMaps(m), id)
+}
+
+func nsIDMaps(m []IDMapping) []ns.IDMap {
+	out := make([]ns.IDMap, 0, len(m))
+	for _, x := range m {
+		out = append(out, ns.IDMap{ContainerID: x.ContainerID, HostID: x.HostID, Size: x.Length})
+	}
+	return out
 }
 
 // record is what the store holds: the public view plus what cleanup needs to know.
@@ -152,4 +223,10 @@ type record struct {
 	NetworkAttached bool `json:"networkAttached,omitempty"`
 	// CgroupCreated is true when Run created the pod cgroup (and Remove may delete it).
 	CgroupCreated bool `json:"cgroupCreated,omitempty"`
+}
+
+// pinPaths lists the namespace pins of r ("" for one it does not have), the user namespace
+// last: it owns the others.
+func (r *record) pinPaths() []string {
+	return []string{r.NetNSPath, r.IPCNSPath, r.UTSNSPath, r.UsernsPath}
 }

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"regexp"
 	"strings"
@@ -51,6 +52,9 @@ func validate(c *Config) error {
 	}
 	if c.PIDMode == ModeTarget || c.PIDMode > ModeTarget || c.PIDMode < 0 {
 		return invalid("linux.security_context.namespace_options.pid", "mode %s is not valid for a pod", c.PIDMode)
+	}
+	if err := CheckUserNamespace(c); err != nil {
+		return err
 	}
 	if err := ns.CheckSysctls(c.Sysctls, podKinds(c)); err != nil {
 		return invalid("linux.sysctls", "%v", err)
@@ -115,4 +119,60 @@ func podKinds(c *Config) []ns.Kind {
 // metadata, and a retry must find the first sandbox instead of making a second one.
 func nameKey(c *Config) string {
 	return fmt.Sprintf("%s\x00%s\x00%s\x00%d", c.Namespace, c.Name, c.UID, c.Attempt)
+}
+
+// usernsField is where a pod's user namespace sits in its config, for error messages.
+const usernsField = "linux.security_context.namespace_options.userns_options"
+
+// CheckUserNamespace validates c's pod user namespace, if any, and the namespace modes it
+// needs. Errors wrap store.ErrInvalidArgument and name the field relative to the pod's
+// config, like validate's.
+func CheckUserNamespace(c *Config) error {
+	u := c.UserNS
+	if u == nil {
+		return nil
+	}
+	if err := checkIDMappings(usernsField+".uids", u.UIDMappings); err != nil {
+		return err
+	}
+	if err := checkIDMappings(usernsField+".gids", u.GIDMappings); err != nil {
+		return err
+	}
+	// The pod's own NET and IPC namespaces are the ones the user namespace owns; the host's
+	// belong to the host's user namespace, where the pod's root is nobody. Kubernetes
+	// refuses hostUsers: false with hostNetwork or hostIPC for the same reason.
+	if c.NetworkMode != ModePod {
+		return invalid("linux.security_context.namespace_options.network", "mode %s is not possible with a pod user namespace", c.NetworkMode)
+	}
+	if c.IPCMode != ModePod {
+		return invalid("linux.security_context.namespace_options.ipc", "mode %s is not possible with a pod user namespace", c.IPCMode)
+	}
+	if c.PIDMode == ModePod {
+		// The shared-PID pod init would have to run in the user namespace, which it does not.
+		return invalid("linux.security_context.namespace_options.pid",
+			"mode POD together with a pod user namespace is not supported yet")
+	}
+	return nil
+}
+
+// checkIDMappings accepts exactly one mapping of container root to a non-root host range:
+// kubelet sends one range of 65536 IDs at a multiple of 65536 per pod.
+func checkIDMappings(field string, m []IDMapping) error {
+	if len(m) != 1 {
+		return invalid(field, "exactly one mapping is supported, got %d", len(m))
+	}
+	x := m[0]
+	field += "[0]"
+	switch {
+	case x.ContainerID != 0:
+		return invalid(field+".container_id", "%d: container ID 0 must be mapped (the pod's root)", x.ContainerID)
+	case x.Length == 0:
+		return invalid(field+".length", "must be greater than 0")
+	case x.HostID == 0:
+		return invalid(field+".host_id", "0 would map the host's root into the pod")
+	case uint64(x.HostID)+uint64(x.Length) > math.MaxUint32:
+		// The kernel refuses a range that wraps or includes ID 2^32-1 ((uid_t)-1, "no ID").
+		return invalid(field, "host_id %d + length %d exceeds the 32-bit ID space", x.HostID, x.Length)
+	}
+	return nil
 }
