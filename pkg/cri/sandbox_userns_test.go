@@ -135,9 +135,6 @@ func TestRunPodSandboxUserns(t *testing.T) {
 		{"past the 32-bit ID space", func(n *runtimeapi.NamespaceOption) {
 			n.UsernsOptions.Uids = mapping(0, math.MaxUint32-65535, 65536)
 		}, nil, field + "userns_options.uids[0]: host_id"},
-		{"shared PID namespace", func(n *runtimeapi.NamespaceOption) {
-			n.Pid = runtimeapi.NamespaceMode_POD
-		}, nil, field + "pid: mode POD together with a pod user namespace is not supported yet"},
 		{"host network", func(n *runtimeapi.NamespaceOption) {
 			n.Network = runtimeapi.NamespaceMode_NODE
 		}, nil, field + "network"},

@@ -25,6 +25,10 @@ type PauseOptions struct {
 	Exe *os.File
 	// NS are the pod's namespaces to join; the PID namespace is always a new one.
 	NS ns.Paths
+	// Userns is the pod's user namespace ("" for the host's): the pause joins it, and its
+	// PID namespace is created inside it, so that the pod's containers, root of that user
+	// namespace, may mount its proc.
+	Userns string
 	// CgroupPath is the cgroup the pause runs in (it must exist).
 	CgroupPath string
 	Cgroups    Cgroups
@@ -60,17 +64,10 @@ func StartPause(ctx context.Context, o PauseOptions) (_ *os.Process, _ PauseProc
 		// Its own session: it outlives the daemon and must not share its terminal or signals.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Cloneflags: unix.CLONE_NEWPID},
 	}
-	cgDir, err := intoCgroup(cmd, o.Cgroups, o.CgroupPath)
+	proc, err := startPauseProcess(cmd, o)
 	if err != nil {
-		return nil, PauseProcess{}, err
-	}
-	if cgDir != nil {
-		defer cgDir.Close()
-	}
-	if err := ns.StartIn(o.NS, cmd); err != nil {
 		return nil, PauseProcess{}, fmt.Errorf("start pod init: %w", err)
 	}
-	proc := cmd.Process
 	defer func() {
 		if retErr != nil {
 			_ = proc.Kill()
@@ -97,6 +94,56 @@ func StartPause(ctx context.Context, o PauseOptions) (_ *os.Process, _ PauseProc
 		return nil, PauseProcess{}, fmt.Errorf("release pod init: %w", err)
 	}
 	return proc, pp, nil
+}
+
+// startPauseProcess starts cmd, in o.Userns when set (Go's fork path cannot join a user
+// namespace: see ns.StartInUserns) and in o.CgroupPath on cgroup v2.
+func startPauseProcess(cmd *exec.Cmd, o PauseOptions) (*os.Process, error) {
+	if o.Userns == "" {
+		cgDir, err := intoCgroup(cmd, o.Cgroups, o.CgroupPath)
+		if err != nil {
+			return nil, err
+		}
+		if cgDir != nil {
+			defer cgDir.Close()
+		}
+		if err := ns.StartIn(o.NS, cmd); err != nil {
+			return nil, err
+		}
+		return cmd.Process, nil
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	s := ns.UsernsSpawn{
+		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env,
+		Files:  append([]*os.File{devnull, devnull, devnull}, cmd.ExtraFiles...),
+		Userns: o.Userns, Cloneflags: cmd.SysProcAttr.Cloneflags, CgroupFD: -1, Setsid: true,
+	}
+	if o.Cgroups.IsV2() {
+		f, err := cgroupDir(o.Cgroups, o.CgroupPath)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		s.CgroupFD = int(f.Fd())
+	}
+	uc, err := ns.StartInUserns(o.NS, s)
+	if err != nil {
+		return nil, err
+	}
+	defer uc.Release()
+	// Our unreaped child: its pid cannot be recycled before we wait for it, so a handle
+	// opened by pid is this process.
+	proc, err := os.FindProcess(uc.Pid)
+	if err != nil {
+		_ = uc.Signal(unix.SIGKILL)
+		_, _ = uc.Wait()
+		return nil, err
+	}
+	return proc, nil
 }
 
 // FindPause returns a pidfd of the recorded pause, or ok=false when it is gone (its PID

@@ -91,6 +91,7 @@ func (p *PodInits) Start(ctx context.Context, sb *Sandbox) (retErr error) {
 	proc, pp, err := runtime.StartPause(ctx, runtime.PauseOptions{
 		Exe:        exe,
 		NS:         ns.Paths{Net: sb.NetNSPath, IPC: sb.IPCNSPath, UTS: sb.UTSNSPath},
+		Userns:     sb.UsernsPath,
 		CgroupPath: cg,
 		Cgroups:    p.cgm,
 		Commit: func(pp runtime.PauseProcess) error {

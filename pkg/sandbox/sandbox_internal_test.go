@@ -63,7 +63,6 @@ func TestValidate(t *testing.T) {
 		{"userns empty range", func(c *Config) { c.UserNS.GIDMappings[0].Length = 0 }, "userns_options.gids[0].length"},
 		{"userns host root", func(c *Config) { c.UserNS.UIDMappings[0].HostID = 0 }, "userns_options.uids[0].host_id"},
 		{"userns host gid root", func(c *Config) { c.UserNS.GIDMappings[0].HostID = 0 }, "userns_options.gids[0].host_id"},
-		{"userns shared pid", func(c *Config) { c.PIDMode = ModePod }, "namespace_options.pid"},
 		{"userns host network", func(c *Config) { c.NetworkMode = ModeNode }, "namespace_options.network"},
 		{"userns host ipc", func(c *Config) { c.IPCMode = ModeNode }, "namespace_options.ipc"},
 	}

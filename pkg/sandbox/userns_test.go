@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cri-mini/cri-mini/pkg/ns"
 	ctrruntime "github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
-	"github.com/cri-mini/cri-mini/pkg/store"
 )
 
 // usernsHost is the first host ID of the test pods' user namespaces: far above any ID in
@@ -196,12 +196,6 @@ func TestPodUserNamespaceFailureLeavesNothing(t *testing.T) {
 			}
 		})
 	}
-	// Refused before anything exists: nothing to clean, the name stays free.
-	c := usernsPod(42)
-	c.PIDMode = sandbox.ModePod
-	if _, err := e.m.Run(ctx, c); !errors.Is(err, store.ErrInvalidArgument) {
-		t.Errorf("user namespace with a shared PID namespace: %v, want invalid", err)
-	}
 	sb, err := e.m.Run(ctx, usernsPod(42))
 	if err != nil {
 		t.Fatalf("Run after the failures: %v", err)
@@ -209,6 +203,63 @@ func TestPodUserNamespaceFailureLeavesNothing(t *testing.T) {
 	if err := e.m.Remove(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
+	e.checkClean(t, []string{sb.ID})
+	checkHost(t, before)
+}
+
+// TestPodInitInUserNamespace: a shared-PID pod with a user namespace gets its init inside
+// that user namespace, in a PID namespace the user namespace owns (the containers, root
+// there, must be able to mount its proc), and Remove leaves nothing.
+func TestPodInitInUserNamespace(t *testing.T) {
+	e := newEnv(t, nil)
+	before := captureHost(t)
+	ctx := context.Background()
+	bin := ctrruntime.NewSealedBinary("")
+	t.Cleanup(bin.Close)
+	inits := sandbox.NewPodInits(filepath.Join(t.TempDir(), "inits"), e.cg, bin)
+	opts := e.opts
+	opts.Hooks.StartPodInit, opts.Hooks.StopPodInit = inits.Start, inits.Stop
+	m, err := sandbox.NewManager(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := usernsPod(43)
+	c.PIDMode = sandbox.ModePod
+	sb, err := m.Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := inits.Pid(sb.ID)
+	if pid == 0 {
+		t.Fatal("no pod init running after Run")
+	}
+	proc := "/proc/" + strconv.Itoa(pid)
+	for _, k := range []string{"user", "net"} {
+		pin, _ := os.Stat(map[string]string{"user": sb.UsernsPath, "net": sb.NetNSPath}[k])
+		if st, err := os.Stat(proc + "/ns/" + k); err != nil || !os.SameFile(pin, st) {
+			t.Errorf("pod init is not in the pod's %s namespace (%v)", k, err)
+		}
+	}
+	if owned, err := ns.OwnedBy(proc+"/ns/pid", sb.UsernsPath); err != nil || !owned {
+		t.Errorf("pod init's PID namespace owned by the pod's user namespace: %v, %v", owned, err)
+	}
+	status, err := os.ReadFile(proc + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "NSpid:\t"+strconv.Itoa(pid)+"\t1\n") {
+		t.Errorf("pod init is not PID 1 of a new PID namespace:\n%s", status)
+	}
+	if err := m.Stop(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(proc); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pod init still there after Remove: %v", err)
+	}
+	e.m = m
 	e.checkClean(t, []string{sb.ID})
 	checkHost(t, before)
 }

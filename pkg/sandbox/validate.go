@@ -147,11 +147,6 @@ func CheckUserNamespace(c *Config) error {
 	if c.IPCMode != ModePod {
 		return invalid("linux.security_context.namespace_options.ipc", "mode %s is not possible with a pod user namespace", c.IPCMode)
 	}
-	if c.PIDMode == ModePod {
-		// The shared-PID pod init would have to run in the user namespace, which it does not.
-		return invalid("linux.security_context.namespace_options.pid",
-			"mode POD together with a pod user namespace is not supported yet")
-	}
 	return nil
 }
 
