@@ -2,6 +2,7 @@ package container
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/cri-mini/cri-mini/pkg/runtime"
@@ -17,6 +18,15 @@ type NamespaceOptions struct {
 	PID     sandbox.NamespaceMode `json:"pid,omitempty"`
 	// TargetID is the container whose PID namespace a PID mode of TARGET joins.
 	TargetID string `json:"targetID,omitempty"`
+	// User is the user namespace asked for; nil follows the pod.
+	User *UserNamespaceOption `json:"user,omitempty"`
+}
+
+// UserNamespaceOption is a container's userns_options: NODE (the host's user namespace)
+// or POD with the mappings, which must be the pod's (kubelet repeats them).
+type UserNamespaceOption struct {
+	Mode     sandbox.NamespaceMode  `json:"mode"`
+	Mappings *sandbox.UserNamespace `json:"mappings,omitempty"`
 }
 
 // PodInits tells where the shared PID namespace of a pod is; *sandbox.PodInits is one.
@@ -30,6 +40,7 @@ const (
 	fieldIPCNS  = "config.linux.security_context.namespace_options.ipc"
 	fieldPIDNS  = "config.linux.security_context.namespace_options.pid"
 	fieldTarget = "config.linux.security_context.namespace_options.target_id"
+	fieldUserNS = "config.linux.security_context.namespace_options.userns_options"
 )
 
 // namespacePaths decides which namespaces the container joins. NET and IPC follow
@@ -58,6 +69,9 @@ func (m *Manager) namespacePaths(sb *sandbox.Sandbox, o NamespaceOptions) (runti
 		p.IPCNS, p.Shm = "", ""
 	default:
 		return p, fmt.Errorf("%s: %s is not supported: %w", fieldIPCNS, o.IPC, store.ErrInvalidArgument)
+	}
+	if err := userNamespace(sb, o, &p); err != nil {
+		return p, err
 	}
 	var err error
 	switch o.PID {
@@ -114,4 +128,50 @@ func (m *Manager) targetPID(sb *sandbox.Sandbox, target string) (string, error) 
 		return "", fmt.Errorf("%s: container %s is %s, not running: %w", fieldTarget, t.ID, t.State, store.ErrFailedPrecondition)
 	}
 	return "/proc/" + strconv.Itoa(t.Pid) + "/ns/pid", nil
+}
+
+// userNamespace puts the container in its pod's user namespace, if the pod has one. What
+// the container asks must agree: the same mappings, and none of the host's namespaces,
+// which belong to the host's user namespace where the pod's root is nobody (Kubernetes
+// refuses hostUsers: false with any of them).
+func userNamespace(sb *sandbox.Sandbox, o NamespaceOptions, p *runtime.SandboxPaths) error {
+	asked := o.User
+	if sb.Config.UserNS == nil {
+		if asked != nil && asked.Mode != sandbox.ModeNode {
+			return fmt.Errorf("%s.mode: %s, but pod sandbox %s has no user namespace: %w", fieldUserNS, asked.Mode, sb.ID, store.ErrInvalidArgument)
+		}
+		return nil
+	}
+	if asked != nil {
+		if asked.Mode != sandbox.ModePod {
+			return fmt.Errorf("%s.mode: %s, but pod sandbox %s has a user namespace of its own: POD: %w", fieldUserNS, asked.Mode, sb.ID, store.ErrInvalidArgument)
+		}
+		if !sameMappings(asked.Mappings, sb.Config.UserNS) {
+			return fmt.Errorf("%s: the mappings differ from pod sandbox %s's: %w", fieldUserNS, sb.ID, store.ErrInvalidArgument)
+		}
+	}
+	for _, n := range []struct {
+		field string
+		mode  sandbox.NamespaceMode
+	}{{fieldNetNS, o.Network}, {fieldIPCNS, o.IPC}, {fieldPIDNS, o.PID}} {
+		if n.mode == sandbox.ModeNode {
+			return fmt.Errorf("%s: NODE is not possible in a pod with a user namespace: %w", n.field, store.ErrInvalidArgument)
+		}
+	}
+	p.UserNS = sb.UsernsPath
+	p.UIDMappings = runtimeIDMappings(sb.UIDMappings())
+	p.GIDMappings = runtimeIDMappings(sb.GIDMappings())
+	return nil
+}
+
+func sameMappings(a, b *sandbox.UserNamespace) bool {
+	return a != nil && b != nil && slices.Equal(a.UIDMappings, b.UIDMappings) && slices.Equal(a.GIDMappings, b.GIDMappings)
+}
+
+func runtimeIDMappings(in []sandbox.IDMapping) []runtime.IDMapping {
+	out := make([]runtime.IDMapping, 0, len(in))
+	for _, m := range in {
+		out = append(out, runtime.IDMapping{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Length})
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package container
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/cri-mini/cri-mini/pkg/runtime"
@@ -30,6 +31,19 @@ func TestNamespacePaths(t *testing.T) {
 			NetNSPath: "/pins/net", IPCNSPath: "/pins/ipc", UTSNSPath: "/pins/uts", ShmPath: "/pins/shm"}
 	}
 	full := runtime.SandboxPaths{NetNS: "/pins/net", IPCNS: "/pins/ipc", UTSNS: "/pins/uts", Shm: "/pins/shm"}
+	idsOf := func(host uint32) *sandbox.UserNamespace {
+		m := []sandbox.IDMapping{{ContainerID: 0, HostID: host, Length: 65536}}
+		return &sandbox.UserNamespace{UIDMappings: m, GIDMappings: m}
+	}
+	userns := func() *sandbox.Sandbox {
+		sb := pod("u", sandbox.ModeContainer)
+		sb.Config.UserNS, sb.UsernsPath = idsOf(1<<20), "/pins/user"
+		return sb
+	}
+	inUserns := full
+	inUserns.UserNS = "/pins/user"
+	inUserns.UIDMappings = []runtime.IDMapping{{ContainerID: 0, HostID: 1 << 20, Size: 65536}}
+	inUserns.GIDMappings = inUserns.UIDMappings
 	with := func(f func(p *runtime.SandboxPaths)) runtime.SandboxPaths { p := full; f(&p); return p }
 	tests := []struct {
 		name    string
@@ -53,6 +67,17 @@ func TestNamespacePaths(t *testing.T) {
 		{"host IPC", pod("p", sandbox.ModeContainer), NamespaceOptions{IPC: sandbox.ModeNode, PID: sandbox.ModeContainer}, with(func(p *runtime.SandboxPaths) { p.IPCNS, p.Shm = "", "" }), nil},
 		{"container network", pod("p", sandbox.ModeContainer), NamespaceOptions{Network: sandbox.ModeContainer, PID: sandbox.ModeContainer}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
 		{"target IPC", pod("p", sandbox.ModeContainer), NamespaceOptions{IPC: sandbox.ModeTarget, PID: sandbox.ModeContainer}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
+		// A pod with a user namespace: its containers are in it, and cannot leave it.
+		{"pod userns followed", userns(), NamespaceOptions{PID: sandbox.ModeContainer}, inUserns, nil},
+		{"pod userns repeated", userns(), NamespaceOptions{PID: sandbox.ModeContainer, User: &UserNamespaceOption{Mode: sandbox.ModePod, Mappings: idsOf(1 << 20)}}, inUserns, nil},
+		{"pod userns, other mappings", userns(), NamespaceOptions{PID: sandbox.ModeContainer, User: &UserNamespaceOption{Mode: sandbox.ModePod, Mappings: idsOf(2 << 20)}}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
+		{"pod userns, no mappings", userns(), NamespaceOptions{PID: sandbox.ModeContainer, User: &UserNamespaceOption{Mode: sandbox.ModePod}}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
+		{"pod userns, host userns", userns(), NamespaceOptions{PID: sandbox.ModeContainer, User: &UserNamespaceOption{Mode: sandbox.ModeNode}}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
+		{"pod userns, host network", userns(), NamespaceOptions{Network: sandbox.ModeNode, PID: sandbox.ModeContainer}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
+		{"pod userns, host IPC", userns(), NamespaceOptions{IPC: sandbox.ModeNode, PID: sandbox.ModeContainer}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
+		{"pod userns, host PID", userns(), NamespaceOptions{PID: sandbox.ModeNode}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
+		{"host userns asked", pod("p", sandbox.ModeContainer), NamespaceOptions{PID: sandbox.ModeContainer, User: &UserNamespaceOption{Mode: sandbox.ModeNode}}, full, nil},
+		{"pod userns asked, pod has none", pod("p", sandbox.ModeContainer), NamespaceOptions{PID: sandbox.ModeContainer, User: &UserNamespaceOption{Mode: sandbox.ModePod, Mappings: idsOf(1 << 20)}}, runtime.SandboxPaths{}, store.ErrInvalidArgument},
 	}
 	for _, tc := range tests {
 		got, err := m.namespacePaths(tc.sb, tc.o)
@@ -66,7 +91,7 @@ func TestNamespacePaths(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		if got != tc.want {
+		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}

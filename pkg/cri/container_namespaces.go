@@ -23,13 +23,15 @@ func containerNamespaces(o *runtimeapi.NamespaceOption) (container.NamespaceOpti
 			return container.NamespaceOptions{}, invalidArg(field+m.name, "unknown mode %d", m.mode)
 		}
 	}
-	if err := checkUserns(o); err != nil {
+	user, err := containerUserns(o.GetUsernsOptions())
+	if err != nil {
 		return container.NamespaceOptions{}, err
 	}
 	n := container.NamespaceOptions{
 		Network: sandbox.NamespaceMode(o.GetNetwork()),
 		IPC:     sandbox.NamespaceMode(o.GetIpc()),
 		PID:     sandbox.NamespaceMode(o.GetPid()),
+		User:    user,
 	}
 	if n.PID == sandbox.ModeTarget {
 		if o.GetTargetId() == "" {
@@ -40,14 +42,29 @@ func containerNamespaces(o *runtimeapi.NamespaceOption) (container.NamespaceOpti
 	return n, nil
 }
 
-// checkUserns refuses a user namespace other than the node's. Pod user namespaces need the
-// spawn path described in DESIGN.md 6b; until then asking for one must fail rather than
-// silently run with host IDs. Status does not advertise the user_namespaces feature, so
-// kubelet does not ask.
-func checkUserns(o *runtimeapi.NamespaceOption) error {
-	if u := o.GetUsernsOptions(); u != nil && u.GetMode() != runtimeapi.NamespaceMode_NODE {
-		return invalidArg(namespaceOptionsField+"userns_options.mode",
-			"%s is not supported: this runtime has no pod user namespaces yet", u.GetMode())
+// containerUserns translates a container's userns_options: unset follows the pod, NODE is
+// the host's user namespace, POD the pod's (with the mappings kubelet repeats from the
+// pod's config). The container manager checks them against the pod.
+func containerUserns(u *runtimeapi.UserNamespace) (*container.UserNamespaceOption, error) {
+	if u == nil {
+		return nil, nil
 	}
-	return nil
+	const field = namespaceOptionsField + "userns_options"
+	switch u.GetMode() {
+	case runtimeapi.NamespaceMode_NODE:
+		return &container.UserNamespaceOption{Mode: sandbox.ModeNode}, nil
+	case runtimeapi.NamespaceMode_POD:
+	default:
+		return nil, invalidArg(field+".mode", "%s is not supported: NODE or POD", u.GetMode())
+	}
+	uids, err := idMappings(field+".uids", u.GetUids())
+	if err != nil {
+		return nil, err
+	}
+	gids, err := idMappings(field+".gids", u.GetGids())
+	if err != nil {
+		return nil, err
+	}
+	return &container.UserNamespaceOption{Mode: sandbox.ModePod,
+		Mappings: &sandbox.UserNamespace{UIDMappings: uids, GIDMappings: gids}}, nil
 }

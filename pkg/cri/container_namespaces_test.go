@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 )
 
 func TestContainerNamespaces(t *testing.T) {
+	ids := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 1 << 16, Length: 1 << 16}}
 	tests := []struct {
 		name  string
 		in    *runtimeapi.NamespaceOption
@@ -28,7 +30,14 @@ func TestContainerNamespaces(t *testing.T) {
 		{"target without id", &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET}, container.NamespaceOptions{}, "target_id"},
 		{"target id without target mode is ignored", &runtimeapi.NamespaceOption{TargetId: "abc"}, container.NamespaceOptions{}, ""},
 		{"unknown mode", &runtimeapi.NamespaceOption{Ipc: runtimeapi.NamespaceMode(9)}, container.NamespaceOptions{}, "namespace_options.ipc"},
-		{"user namespace", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}}, container.NamespaceOptions{}, "userns_options.mode"},
+		{"node user namespace", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}},
+			container.NamespaceOptions{User: &container.UserNamespaceOption{Mode: sandbox.ModeNode}}, ""},
+		{"pod user namespace", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: ids, Gids: ids}},
+			container.NamespaceOptions{User: &container.UserNamespaceOption{Mode: sandbox.ModePod, Mappings: &sandbox.UserNamespace{
+				UIDMappings: []sandbox.IDMapping{{HostID: 1 << 16, Length: 1 << 16}}, GIDMappings: []sandbox.IDMapping{{HostID: 1 << 16, Length: 1 << 16}}}}}, ""},
+		{"container user namespace", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}}, container.NamespaceOptions{}, "userns_options.mode"},
+		{"target user namespace", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}}, container.NamespaceOptions{}, "userns_options.mode"},
+		{"null mapping", &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{nil}}}, container.NamespaceOptions{}, "userns_options.uids[0]"},
 	}
 	for _, tc := range tests {
 		got, err := containerNamespaces(tc.in)
@@ -38,7 +47,7 @@ func TestContainerNamespaces(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tc.want {
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v, %v; want %+v", tc.name, got, err, tc.want)
 		}
 	}
