@@ -1,9 +1,13 @@
 package cri
 
 import (
+	"fmt"
+	"slices"
+
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-mini/cri-mini/pkg/container"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 )
 
@@ -67,4 +71,32 @@ func containerUserns(u *runtimeapi.UserNamespace) (*container.UserNamespaceOptio
 	}
 	return &container.UserNamespaceOption{Mode: sandbox.ModePod,
 		Mappings: &sandbox.UserNamespace{UIDMappings: uids, GIDMappings: gids}}, nil
+}
+
+// idmappedMounts marks the mounts that kubelet gives uid and gid mappings (every mount of a
+// pod with a user namespace) as idmapped. Their mappings must be the container's user
+// namespace's: an idmapped mount can only use a user namespace that exists, the pod's.
+func idmappedMounts(in []*runtimeapi.Mount, user *container.UserNamespaceOption, out []runtime.Mount) error {
+	for i, m := range in {
+		if len(m.GetUidMappings()) == 0 && len(m.GetGidMappings()) == 0 {
+			continue
+		}
+		field := fmt.Sprintf("config.mounts[%d]", i)
+		if user == nil || user.Mode != sandbox.ModePod || user.Mappings == nil {
+			return invalidArg(field+".uid_mappings", "idmapped mounts need the container in its pod's user namespace (userns_options mode POD)")
+		}
+		uids, err := idMappings(field+".uid_mappings", m.GetUidMappings())
+		if err != nil {
+			return err
+		}
+		gids, err := idMappings(field+".gid_mappings", m.GetGidMappings())
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(uids, user.Mappings.UIDMappings) || !slices.Equal(gids, user.Mappings.GIDMappings) {
+			return invalidArg(field+".uid_mappings", "the mappings must be those of the container's user namespace")
+		}
+		out[i].IDMapped = true
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/cri-mini/cri-mini/pkg/container"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 )
 
@@ -49,6 +50,49 @@ func TestContainerNamespaces(t *testing.T) {
 		}
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %+v, %v; want %+v", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestIdmappedMounts: kubelet gives every mount of a pod with a user namespace the pod's
+// mappings; they become idmapped mounts, and other mappings are refused.
+func TestIdmappedMounts(t *testing.T) {
+	ids := func(host uint32) []*runtimeapi.IDMapping {
+		return []*runtimeapi.IDMapping{{ContainerId: 0, HostId: host, Length: 1 << 16}}
+	}
+	podUser := &container.UserNamespaceOption{Mode: sandbox.ModePod, Mappings: &sandbox.UserNamespace{
+		UIDMappings: []sandbox.IDMapping{{HostID: 1 << 16, Length: 1 << 16}}, GIDMappings: []sandbox.IDMapping{{HostID: 1 << 16, Length: 1 << 16}}}}
+	tests := []struct {
+		name   string
+		mounts []*runtimeapi.Mount
+		user   *container.UserNamespaceOption
+		want   []bool // IDMapped of each mount
+		field  string
+	}{
+		{"no mappings", []*runtimeapi.Mount{{ContainerPath: "/a"}}, nil, []bool{false}, ""},
+		{"the pod's mappings", []*runtimeapi.Mount{{ContainerPath: "/a", UidMappings: ids(1 << 16), GidMappings: ids(1 << 16)}, {ContainerPath: "/b"}}, podUser, []bool{true, false}, ""},
+		{"other mappings", []*runtimeapi.Mount{{ContainerPath: "/a", UidMappings: ids(2 << 16), GidMappings: ids(1 << 16)}}, podUser, nil, "config.mounts[0].uid_mappings"},
+		{"gid mappings only", []*runtimeapi.Mount{{ContainerPath: "/a", GidMappings: ids(1 << 16)}}, podUser, nil, "config.mounts[0].uid_mappings"},
+		{"no user namespace", []*runtimeapi.Mount{{ContainerPath: "/a", UidMappings: ids(1 << 16), GidMappings: ids(1 << 16)}}, nil, nil, "config.mounts[0].uid_mappings"},
+		{"host user namespace", []*runtimeapi.Mount{{ContainerPath: "/a", UidMappings: ids(1 << 16), GidMappings: ids(1 << 16)}}, &container.UserNamespaceOption{Mode: sandbox.ModeNode}, nil, "config.mounts[0].uid_mappings"},
+	}
+	for _, tc := range tests {
+		out := make([]runtime.Mount, len(tc.mounts))
+		err := idmappedMounts(tc.mounts, tc.user, out)
+		if tc.field != "" {
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("%s: %v, want InvalidArgument naming %s", tc.name, err, tc.field)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		for i, w := range tc.want {
+			if out[i].IDMapped != w {
+				t.Errorf("%s: mount %d idmapped %v, want %v", tc.name, i, out[i].IDMapped, w)
+			}
 		}
 	}
 }

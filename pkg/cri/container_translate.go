@@ -121,6 +121,9 @@ func containerConfig(cfg *runtimeapi.ContainerConfig) (container.Config, error) 
 			return container.Config{}, err
 		}
 	}
+	if err := idmappedMounts(cfg.GetMounts(), c.Namespaces.User, c.Mounts); err != nil {
+		return container.Config{}, err
+	}
 	res, adj, err := linuxResources(lx.GetResources(), "config.linux.resources")
 	if err != nil {
 		return container.Config{}, err

@@ -10,6 +10,7 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -48,6 +49,10 @@ type Mount struct {
 	// RecursiveReadOnly makes every submount read-only too (needs Readonly and private
 	// propagation: a read-only flag cannot be forced on mounts that propagate in later).
 	RecursiveReadOnly bool
+	// IDMapped shows the source through the mappings of the container's user namespace
+	// (an idmapped mount): files the host's root owns are the container root's. Only for a
+	// container in a user namespace.
+	IDMapped bool
 }
 
 // Device is a host device node to create in the container.
@@ -131,6 +136,11 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 	if err := checkRecursiveReadonly(o.Container.Mounts); err != nil {
 		return nil, fmt.Errorf("build spec: %w", err)
 	}
+	for _, m := range o.Container.Mounts {
+		if m.IDMapped && o.Sandbox.UserNS == "" {
+			return nil, fmt.Errorf("build spec: mount %s: idmapped, but the container has no user namespace", m.ContainerPath)
+		}
+	}
 	devices, rules, err := linuxDevices(o.Container.Devices)
 	if err != nil {
 		return nil, err
@@ -165,6 +175,11 @@ func BuildSpec(o SpecOptions) (*specs.Spec, error) {
 	if o.Sandbox.UserNS != "" {
 		s.Linux.UIDMappings = specIDMappings(o.Sandbox.UIDMappings)
 		s.Linux.GIDMappings = specIDMappings(o.Sandbox.GIDMappings)
+		for i := range s.Mounts {
+			if slices.Contains(s.Mounts[i].Options, optIDMap) {
+				s.Mounts[i].UIDMappings, s.Mounts[i].GIDMappings = s.Linux.UIDMappings, s.Linux.GIDMappings
+			}
+		}
 	}
 	if err := applySecurity(s, o.Security); err != nil {
 		return nil, err

@@ -69,6 +69,10 @@ func defaultMounts(sb SandboxPaths) []specs.Mount {
 	return ms
 }
 
+// optIDMap is the OCI mount option (runc's) for a bind seen through the mappings of the
+// container's user namespace (the mount's uidMappings and gidMappings).
+const optIDMap = "idmap"
+
 // mergeMounts appends the request's bind mounts; a request mount replaces a default mount at
 // the same destination (kubelet manages /etc/hosts itself for some pods, for example).
 func mergeMounts(defaults []specs.Mount, req []Mount) []specs.Mount {
@@ -93,6 +97,9 @@ func mergeMounts(defaults []specs.Mount, req []Mount) []specs.Mount {
 			}
 		} else {
 			opts = append(opts, "rw")
+		}
+		if m.IDMapped {
+			opts = append(opts, optIDMap)
 		}
 		extra = append(extra, specs.Mount{Destination: dst, Type: "bind", Source: m.HostPath, Options: opts})
 	}

@@ -202,7 +202,8 @@ func TestBuildSpecUserns(t *testing.T) {
 	m := []runtime.IDMapping{{ContainerID: 0, HostID: 1 << 20, Size: 65536}}
 	s, err := runtime.BuildSpec(runtime.SpecOptions{
 		Container: runtime.ContainerConfig{Command: []string{"sh"},
-			Devices: []runtime.Device{{ContainerPath: "/dev/mynull", HostPath: "/dev/null", Permissions: "r"}}},
+			Devices: []runtime.Device{{ContainerPath: "/dev/mynull", HostPath: "/dev/null", Permissions: "r"}},
+			Mounts:  []runtime.Mount{{ContainerPath: "/vol", HostPath: "/srv/vol", IDMapped: true}}},
 		Sandbox: runtime.SandboxPaths{UserNS: "/run/pod/user", UIDMappings: m, GIDMappings: m},
 		Rootfs:  "/rootfs",
 	})
@@ -233,6 +234,18 @@ func TestBuildSpecUserns(t *testing.T) {
 	}
 	if bind == nil || bind.Source != "/dev/null" || !slices.Contains(bind.Options, "ro") {
 		t.Errorf("device bind %+v", bind)
+	}
+	for _, mnt := range s.Mounts {
+		idmapped := slices.Contains(mnt.Options, "idmap")
+		if idmapped != (mnt.Destination == "/vol") || (idmapped && (!reflect.DeepEqual(mnt.UIDMappings, want) || !reflect.DeepEqual(mnt.GIDMappings, want))) {
+			t.Errorf("mount %+v: idmapped %v", mnt, idmapped)
+		}
+	}
+	if _, err := runtime.BuildSpec(runtime.SpecOptions{
+		Container: runtime.ContainerConfig{Command: []string{"sh"}, Mounts: []runtime.Mount{{ContainerPath: "/vol", HostPath: "/srv/vol", IDMapped: true}}},
+		Rootfs:    "/rootfs",
+	}); err == nil {
+		t.Error("an idmapped mount without a user namespace was accepted")
 	}
 	if r := s.Linux.Resources.Devices; len(r) != 1 || r[0].Access != "r" || *r[0].Major != 1 || *r[0].Minor != 3 {
 		t.Errorf("device cgroup rules %+v", r)
