@@ -152,3 +152,12 @@ func TestMountIdmappedErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestKernelBefore(t *testing.T) {
+	if kernelBefore(2, 6) {
+		t.Error("this kernel is older than 2.6")
+	}
+	if !kernelBefore(1000, 0) {
+		t.Error("this kernel is not older than 1000.0")
+	}
+}

@@ -88,11 +88,25 @@ func mountIdmapped(o Options, target string, mnt func(Options, string) error) er
 	}
 	o.Lowers, o.UserNS = lowers, nil
 	err := mnt(o, target)
-	if errors.Is(err, unix.EINVAL) {
+	if errors.Is(err, unix.EINVAL) && kernelBefore(5, 19) {
 		// Before 5.19 overlay refuses any idmapped layer with EINVAL.
 		return fmt.Errorf("%w (overlay over idmapped layers needs Linux 5.19)", err)
 	}
 	return err
+}
+
+// kernelBefore reports whether the running kernel is older than major.minor (false when
+// its release cannot be read).
+func kernelBefore(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var maj, min int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &maj, &min); err != nil {
+		return false
+	}
+	return maj < major || (maj == major && min < minor)
 }
 
 func mountNewAPI(o Options, target string) error {
