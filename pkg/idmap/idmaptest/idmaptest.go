@@ -82,8 +82,8 @@ func Owner(t testing.TB, path string) string {
 	return fmt.Sprintf("%d:%d", st.Uid, st.Gid)
 }
 
-// Mounts returns the mount points of this process's mount namespace.
-func Mounts(t testing.TB) []string {
+// Mounts returns the mount points of this process's mount namespace at or below dir.
+func Mounts(t testing.TB, dir string) []string {
 	t.Helper()
 	raw, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -91,7 +91,7 @@ func Mounts(t testing.TB) []string {
 	}
 	var out []string
 	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		if f := strings.Fields(l); len(f) > 4 {
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
 			out = append(out, f[4])
 		}
 	}
@@ -108,16 +108,19 @@ func OpenFDs(t testing.TB) int {
 	return len(ents)
 }
 
-// NoLeaks checks, when the test ends, that it left open exactly the descriptors and the mounts
-// it found: call it first, before anything the test registers for cleanup.
+// NoLeaks checks, when the test ends, that it left open exactly the descriptors it found and
+// no mount under its temporary directories (the mount table is shared with the tests of
+// other packages, which run at the same time): call it first, before anything the test
+// registers for cleanup.
 func NoLeaks(t testing.TB) {
 	t.Helper()
-	fds, mounts := OpenFDs(t), strings.Join(Mounts(t), "\n")
+	tmp := filepath.Dir(t.TempDir()) // the parent of every t.TempDir of this test
+	fds, mounts := OpenFDs(t), strings.Join(Mounts(t, tmp), "\n")
 	t.Cleanup(func() {
 		if n := OpenFDs(t); n != fds {
 			t.Errorf("%d descriptors open, %d before", n, fds)
 		}
-		if m := strings.Join(Mounts(t), "\n"); m != mounts {
+		if m := strings.Join(Mounts(t, tmp), "\n"); m != mounts {
 			t.Errorf("mounts changed:\nbefore:\n%s\nafter:\n%s", mounts, m)
 		}
 	})
