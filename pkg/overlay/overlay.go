@@ -9,6 +9,11 @@
 // working directory of every thread of the process (threads share fs_struct). Instead each
 // layer is opened and named by its descriptor, "/proc/self/fd/N" (at most 18 bytes), which
 // the kernel's path walk follows to the directory.
+//
+// For a container in a user namespace each lower dir is an idmapped detached mount (see
+// pkg/idmap), named the same way: overlay over idmapped layers needs Linux 5.19, and the
+// overlay keeps its own private clone of every layer, so the descriptors are closed once it
+// is created.
 package overlay
 
 import (
@@ -19,6 +24,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/idmap"
 )
 
 // maxMountData is the size of the page mount(2) copies its options into.
@@ -31,6 +38,11 @@ type Options struct {
 	Upper, Work string
 	// ReadOnly mounts it read-only, nosuid and nodev (image volumes).
 	ReadOnly bool
+	// UserNS, an open user namespace (nsfs file), idmaps every lower dir into it: a file
+	// owned by host uid U in a layer is seen as owned by U's mapping in the namespace and
+	// copied up with the unmapped id. The upper and work dirs are not idmapped; their owner
+	// is the caller's choice.
+	UserNS *os.File
 }
 
 // Mount mounts the overlay on target, an existing directory.
@@ -41,6 +53,14 @@ func Mount(o Options, target string) error {
 	if (o.Upper == "") != (o.Work == "") {
 		return errors.New("overlay: upper and work dirs go together")
 	}
+	if o.UserNS != nil {
+		return mountIdmapped(o, target, mount)
+	}
+	return mount(o, target)
+}
+
+// mount tries the new mount API, then the legacy one.
+func mount(o Options, target string) error {
 	err := mountNewAPI(o, target)
 	if !errors.Is(err, unix.EINVAL) {
 		return err
@@ -52,6 +72,41 @@ func Mount(o Options, target string) error {
 		return fmt.Errorf("%w (with lowerdir+: %v)", lerr, err)
 	}
 	return nil
+}
+
+// mountIdmapped replaces every lower dir with an idmapped detached mount of it, named by its
+// descriptor, for the time of the mount (by mnt, which tests choose).
+func mountIdmapped(o Options, target string, mnt func(Options, string) error) error {
+	lowers := make([]string, 0, len(o.Lowers))
+	for _, l := range o.Lowers {
+		tree, err := idmap.CloneIdmapped(l, o.UserNS, false)
+		if err != nil {
+			return fmt.Errorf("overlay layer: %w", err)
+		}
+		defer tree.Close()
+		lowers = append(lowers, "/proc/self/fd/"+strconv.Itoa(int(tree.Fd())))
+	}
+	o.Lowers, o.UserNS = lowers, nil
+	err := mnt(o, target)
+	if errors.Is(err, unix.EINVAL) && kernelBefore(5, 19) {
+		// Before 5.19 overlay refuses any idmapped layer with EINVAL.
+		return fmt.Errorf("%w (overlay over idmapped layers needs Linux 5.19)", err)
+	}
+	return err
+}
+
+// kernelBefore reports whether the running kernel is older than major.minor (false when
+// its release cannot be read).
+func kernelBefore(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	var maj, min int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &maj, &min); err != nil {
+		return false
+	}
+	return maj < major || (maj == major && min < minor)
 }
 
 func mountNewAPI(o Options, target string) error {
