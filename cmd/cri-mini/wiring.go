@@ -14,7 +14,9 @@ import (
 	"github.com/cri-mini/cri-mini/pkg/config"
 	"github.com/cri-mini/cri-mini/pkg/container"
 	"github.com/cri-mini/cri-mini/pkg/cri"
+	"github.com/cri-mini/cri-mini/pkg/idmap"
 	"github.com/cri-mini/cri-mini/pkg/image"
+	"github.com/cri-mini/cri-mini/pkg/ns"
 	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
 	"github.com/cri-mini/cri-mini/pkg/store"
@@ -148,9 +150,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		Containers: d.ctrs,
 		Streaming:  d.stream,
 		PodInits:   d.inits,
-		// Off until containers can run in a pod's user namespace: the sandbox half alone
-		// would run them with host IDs.
-		PodUserNamespaces: false,
+		PodUserNamespaces: usernsSupported(ctx, cfg.Root, d.monitorBin),
 	})
 	return d, nil
 }
@@ -183,4 +183,29 @@ func (d *daemon) close() error {
 		errs = append(errs, d.db.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// usernsSupported probes whether pods may have user namespaces here: the layers and the
+// containers' dirs under root must be idmappable (Linux 5.12+ and a filesystem that allows
+// it; overlay over idmapped layers needs 5.19). A node where it fails refuses such pods and
+// does not advertise the feature, so kubelet does not send them.
+func usernsSupported(ctx context.Context, root string, holder *runtime.SealedBinary) bool {
+	log := klog.FromContext(ctx)
+	exe, err := holder.Get()
+	if err == nil {
+		probe := &ns.UserOptions{UIDMappings: []ns.IDMap{{HostID: 65534, Size: 1}}, GIDMappings: []ns.IDMap{{HostID: 65534, Size: 1}}, Holder: exe}
+		err = ns.WithUserNamespace(probe, func(path string) error {
+			f, err := idmap.OpenUserNS(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return idmap.Supported(root, f)
+		})
+	}
+	if err != nil {
+		log.Info("Pod user namespaces are not supported on this node", "root", root, "reason", err.Error())
+		return false
+	}
+	return true
 }

@@ -171,7 +171,7 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 	if err != nil {
 		return nil, nil, fmt.Errorf("layers of image %s: %w", img.ID, err)
 	}
-	rootfs, err := runtime.MountRootfs(base, dirs, c.RootfsDir)
+	rootfs, err := mountRootfs(sb, base, dirs, c.RootfsDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mount rootfs of container %s: %w", c.ID, err)
 	}
@@ -222,6 +222,19 @@ func (m *Manager) prepare(ctx context.Context, sb *sandbox.Sandbox, nsPaths runt
 		}
 	}
 	return spec, cgroupDirs, nil
+}
+
+// mountRootfs mounts the container's rootfs, idmapped into the pod's user namespace when
+// the pod has one: the image's files are then its root's.
+func mountRootfs(sb *sandbox.Sandbox, base string, layers []string, dir string) (*runtime.Rootfs, error) {
+	if sb.UsernsPath == "" {
+		return runtime.MountRootfs(base, layers, dir)
+	}
+	uid, gid, ok := sb.RootHostIDs()
+	if !ok {
+		return nil, fmt.Errorf("pod sandbox %s has a user namespace without a mapping of root: %w", sb.ID, store.ErrFailedPrecondition)
+	}
+	return runtime.MountRootfsUserNS(base, layers, dir, runtime.UserNamespace{Path: sb.UsernsPath, UID: int(uid), GID: int(gid)})
 }
 
 // userSpec is the user the container runs as, in ResolveUser's syntax.

@@ -124,6 +124,9 @@ func NewManager(ctx context.Context, o Options) (*Manager, error) {
 	if o.CleanupTimeout == 0 {
 		o.CleanupTimeout = time.Minute
 	}
+	if err := traversableDir(o.RootDir); err != nil {
+		return nil, err
+	}
 	m := &Manager{o: o, byID: map[string]*entry{}, names: map[string]string{}, pods: map[string]*pod{}}
 	if m.o.MonitorBinary == nil {
 		m.ownBinary = runtime.NewSealedBinary("")
@@ -454,4 +457,18 @@ func (m *Manager) reconcile(ctx context.Context, e *entry, states map[string]mon
 		}
 	}
 	m.exitFromDisk(ctx, e)
+}
+
+// traversableDir creates the containers' root dir, or fixes the mode of one made by an
+// older version, as 0711: the root of a pod with a user namespace is no one on the host and
+// must pass through it to its rootfs (runtime.MountRootfsUserNS). Nobody may list it, and
+// each container's own dir stays closed (0700, or 0710 to the pod's root group).
+func traversableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return fmt.Errorf("create containers dir %s: %w", dir, err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fmt.Errorf("make containers dir %s traversable: %w", dir, err)
+	}
+	return nil
 }

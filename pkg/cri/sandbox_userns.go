@@ -47,10 +47,9 @@ func idMappings(field string, in []*runtimeapi.IDMapping) ([]sandbox.IDMapping, 
 	return out, nil
 }
 
-// checkPodUserns validates a pod user namespace and then, last, refuses it while
-// Options.PodUserNamespaces is off: the sandbox side works, but until containers can run
-// in the pod's user namespace a pod that asked for one must fail rather than run its
-// containers with host IDs.
+// checkPodUserns validates a pod user namespace and then, last, refuses it when
+// Options.PodUserNamespaces is off: on a node that cannot idmap the containers'
+// filesystems, the pod's root would own none of its files.
 func (s *Server) checkPodUserns(c *sandbox.Config) error {
 	if c.UserNS == nil {
 		return nil
@@ -60,7 +59,7 @@ func (s *Server) checkPodUserns(c *sandbox.Config) error {
 		return fmt.Errorf("config.%w", err)
 	}
 	if !s.opts.PodUserNamespaces {
-		return invalidArg(usernsOptionsField+".mode", "POD is not supported yet: containers cannot run in a pod user namespace")
+		return invalidArg(usernsOptionsField+".mode", "POD is not supported on this node: its filesystem or kernel cannot idmap the containers' files (see the daemon's log)")
 	}
 	return nil
 }

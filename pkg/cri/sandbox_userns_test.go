@@ -165,15 +165,16 @@ func TestRunPodSandboxUserns(t *testing.T) {
 	}
 }
 
-// TestRunPodSandboxUsernsOff: while the feature is off, a valid pod user namespace is
-// refused after validation (a bad one still gets its own error), and NODE still works.
+// TestRunPodSandboxUsernsOff: on a node without idmapped mounts, a valid pod user
+// namespace is refused after validation (a bad one still gets its own error), NODE still
+// works, and Status does not advertise the feature.
 func TestRunPodSandboxUsernsOff(t *testing.T) {
 	rec := &runRecorder{}
 	c := dial(t, NewServer(Options{Config: config.Default(), Sandboxes: rec}))
 	ctx := context.Background()
 	_, err := c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: usernsPodConfig(nil)})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(),
-		"config.linux.security_context.namespace_options.userns_options.mode: POD is not supported yet") {
+		"config.linux.security_context.namespace_options.userns_options.mode: POD is not supported on this node") {
 		t.Fatalf("pod user namespace while off: %v", err)
 	}
 	_, err = c.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: usernsPodConfig(func(n *runtimeapi.NamespaceOption) {
@@ -257,5 +258,18 @@ func TestPodSandboxStatusUserns(t *testing.T) {
 	sb.Config.UserNS = nil
 	if got := podSandboxStatus(sb).GetLinux().GetNamespaces().GetOptions().GetUsernsOptions(); got != nil {
 		t.Errorf("node user namespace reported as %v, want unset", got)
+	}
+}
+
+// TestStatusAdvertisesUserns: a node that can idmap advertises user namespaces, which is
+// what makes kubelet (and critest) send pods with one.
+func TestStatusAdvertisesUserns(t *testing.T) {
+	c := dial(t, NewServer(Options{Config: config.Default(), Sandboxes: &runRecorder{}, PodUserNamespaces: true}))
+	st, err := c.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs := st.GetRuntimeHandlers(); len(hs) != 1 || !hs[0].GetFeatures().GetUserNamespaces() {
+		t.Errorf("runtime handlers %v: want the default one with user namespaces", hs)
 	}
 }

@@ -41,9 +41,8 @@ type Options struct {
 	// PodInits reports the PID of a shared-PID pod's init (verbose PodSandboxStatus); may be nil.
 	PodInits PodInitPids
 	// PodUserNamespaces lets RunPodSandbox create pods with a user namespace of their own
-	// (userns_options mode POD). Off, such requests are refused after validation. Turn it on
-	// (and advertise user_namespaces in Status) once containers run in the pod's user
-	// namespace with an idmapped rootfs.
+	// (userns_options mode POD), and Status advertise user_namespaces. Off (the node cannot
+	// idmap the container's filesystems), such requests are refused after validation.
 	PodUserNamespaces bool
 }
 

@@ -124,3 +124,14 @@ func fsType(f *os.File) string {
 	}
 	return fmt.Sprintf("magic %#x", st.Type)
 }
+
+// Supported tells whether mounts of dir's filesystem can be idmapped into userns, an open
+// user namespace other than the initial one: the kernel and the filesystem must allow it.
+// A nil error means pod user namespaces can have their rootfs and volumes there.
+func Supported(dir string, userns *os.File) error {
+	tree, err := CloneIdmapped(dir, userns, false)
+	if err != nil {
+		return err
+	}
+	return tree.Close()
+}

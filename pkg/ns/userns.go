@@ -210,3 +210,14 @@ func HostID(m []IDMap, id uint32) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// WithUserNamespace runs fn with the path of a new user namespace mapping u's IDs, held by
+// a child for fn's duration (for probes of what the kernel allows with one).
+func WithUserNamespace(u *UserOptions, fn func(path string) error) error {
+	h, err := startHolder(u, unix.CLONE_NEWUSER)
+	if err != nil {
+		return err
+	}
+	defer h.stop()
+	return fn("/proc/" + strconv.Itoa(h.cmd.Process.Pid) + "/ns/user")
+}

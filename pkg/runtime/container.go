@@ -109,7 +109,7 @@ func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, st
 	var sources []*os.File
 	if userns != "" {
 		var index map[int]int
-		if sources, index, err = mountSources(v.Mounts); err != nil {
+		if sources, index, err = mountSources(v.Mounts, userns); err != nil {
 			return nil, fmt.Errorf("create container: %w", err)
 		}
 		defer closeFiles(sources)

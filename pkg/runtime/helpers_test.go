@@ -185,15 +185,17 @@ func (p *pod) tryCreate(t *testing.T, args []string, mutate func(*specs.Spec)) (
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "ctr")
-	rootfs, err := runtime.MountRootfs(p.layers, []string{"top", "bottom"}, dir)
+	var rootfs *runtime.Rootfs
+	var err error
+	if p.userns {
+		traversable(t, filepath.Dir(dir))
+		rootfs, err = runtime.MountRootfsUserNS(p.layers, []string{"top", "bottom"}, dir,
+			runtime.UserNamespace{Path: p.paths.UserNS, UID: usernsHost, GID: usernsHost})
+	} else {
+		rootfs, err = runtime.MountRootfs(p.layers, []string{"top", "bottom"}, dir)
+	}
 	if err != nil {
 		t.Fatalf("mount rootfs: %v", err)
-	}
-	if p.userns {
-		traversable(t, dir)
-		if err := os.Chown(rootfs.Path, usernsHost, usernsHost); err != nil {
-			t.Fatal(err)
-		}
 	}
 	cg := p.cgroup + "/" + randID(t)
 	if _, err := p.cgm.Create(cg, nil); err != nil {

@@ -3,10 +3,13 @@ package runtime
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/idmap"
 )
 
 // fdMountSources is the first descriptor of an init's bind sources (mountSources): they
@@ -23,11 +26,19 @@ const fdMountSources = fdExe + 1
 // plain bind of a descriptor opened outside that namespace is refused: do_loopback's
 // check_mnt). It returns the files, to pass from fdMountSources on, and for each the index
 // of its mount in the spec.
-func mountSources(mounts []viewMount) (files []*os.File, index map[int]int, retErr error) {
+//
+// A mount with the idmap option is idmapped into the user namespace at userns.
+func mountSources(mounts []viewMount, userns string) (files []*os.File, index map[int]int, retErr error) {
 	defer func() {
 		if retErr != nil {
 			closeFiles(files)
 			files = nil
+		}
+	}()
+	var ns *os.File
+	defer func() {
+		if ns != nil {
+			_ = ns.Close()
 		}
 	}()
 	for i, m := range mounts {
@@ -35,19 +46,27 @@ func mountSources(mounts []viewMount) (files []*os.File, index map[int]int, retE
 		if m.Type != "bind" && flags&unix.MS_BIND == 0 {
 			continue
 		}
-		how := unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC
-		if flags&unix.MS_REC != 0 {
-			how |= unix.AT_RECURSIVE
+		recursive := flags&unix.MS_REC != 0
+		var f *os.File
+		var err error
+		if slices.Contains(m.Options, optIDMap) {
+			if ns == nil {
+				if ns, err = idmap.OpenUserNS(userns); err != nil {
+					return nil, nil, fmt.Errorf("mount %s: %w", m.Destination, err)
+				}
+			}
+			f, err = idmap.CloneIdmapped(m.Source, ns, recursive)
+		} else {
+			f, err = idmap.Clone(m.Source, recursive)
 		}
-		fd, err := unix.OpenTree(unix.AT_FDCWD, m.Source, uint(how))
 		if err != nil {
-			return nil, nil, fmt.Errorf("mount %s: open source %s: %w", m.Destination, m.Source, err)
+			return nil, nil, fmt.Errorf("mount %s: %w", m.Destination, err)
 		}
 		if index == nil {
 			index = map[int]int{}
 		}
 		index[i] = fdMountSources + len(files)
-		files = append(files, os.NewFile(uintptr(fd), "mount-source:"+m.Source))
+		files = append(files, f)
 	}
 	return files, index, nil
 }
