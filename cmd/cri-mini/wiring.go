@@ -141,15 +141,15 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		return nil, err
 	}
 	d.server = cri.NewServer(cri.Options{
-		Version:    version,
-		Config:     cfg,
-		Network:    cri.NewNetworkStatus(d.cni),
-		Sandboxes:  d.pods,
-		PodNetwork: d.cni,
-		Images:     d.images,
-		Containers: d.ctrs,
-		Streaming:  d.stream,
-		PodInits:   d.inits,
+		Version:           version,
+		Config:            cfg,
+		Network:           cri.NewNetworkStatus(d.cni),
+		Sandboxes:         d.pods,
+		PodNetwork:        d.cni,
+		Images:            d.images,
+		Containers:        d.ctrs,
+		Streaming:         d.stream,
+		PodInits:          d.inits,
 		PodUserNamespaces: usernsSupported(ctx, cfg.Root, d.monitorBin),
 	})
 	return d, nil
