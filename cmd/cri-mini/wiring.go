@@ -191,7 +191,11 @@ func (d *daemon) close() error {
 // does not advertise the feature, so kubelet does not send them.
 func usernsSupported(ctx context.Context, root string, holder *runtime.SealedBinary) bool {
 	log := klog.FromContext(ctx)
-	exe, err := holder.Get()
+	err := passable(root)
+	var exe *os.File
+	if err == nil {
+		exe, err = holder.Get()
+	}
 	if err == nil {
 		probe := &ns.UserOptions{UIDMappings: []ns.IDMap{{HostID: 65534, Size: 1}}, GIDMappings: []ns.IDMap{{HostID: 65534, Size: 1}}, Holder: exe}
 		err = ns.WithUserNamespace(probe, func(path string) error {
@@ -208,4 +212,21 @@ func usernsSupported(ctx context.Context, root string, holder *runtime.SealedBin
 		return false
 	}
 	return true
+}
+
+// passable checks that anyone may pass through dir and every directory above it: the root
+// of a pod's user namespace is no one on the host, and walks that path to its rootfs.
+func passable(dir string) error {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("directory %s (mode %04o) is closed to others: the root of a pod's user namespace cannot reach its rootfs below it", d, st.Mode().Perm())
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }

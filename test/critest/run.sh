@@ -40,6 +40,9 @@ go build -o "$bin/" ./$here/testimages ./$here/testregistry ./$here/junitcheck .
 
 # A short work dir: the CRI socket path must fit in sun_path.
 work=$(mktemp -d /tmp/crm-ct.XXXXXX)
+# The daemon's root dir is below: the root of a pod with a user namespace is no one on the
+# host and must pass through every directory above its rootfs (as through /var/lib).
+chmod 0711 "$work"
 registry_pid=""
 daemon_pid=""
 bridge=crm-ct0
