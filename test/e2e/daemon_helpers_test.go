@@ -29,6 +29,10 @@ func newDaemonDirs(t *testing.T) daemonDirs {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
+	// As /var/lib is: the root of a pod's user namespace must pass through to its rootfs.
+	if err := os.Chmod(base, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	d := daemonDirs{
 		base:    base,
 		socket:  filepath.Join(base, "c.sock"),

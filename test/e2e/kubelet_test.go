@@ -109,6 +109,17 @@ func TestKubelet(t *testing.T) {
     emptyDir: {}`)
 	k.writeManifest("crasher", `
     command: ["sh", "-c", "echo crashing; sleep 1; exit 3"]`)
+	// hostUsers: false, a pod in a user namespace of its own: its root is no one on the host,
+	// yet owns its image's files and its volume's (idmapped mounts).
+	k.writeManifest("userns", `
+    command: ["sh", "-c", "cat /proc/self/uid_map; echo uid $(id -u); touch /scratch/mine /made-in-rootfs && ls -ln /scratch/mine /bin/busybox; sleep 3600"]
+    volumeMounts:
+    - name: scratch
+      mountPath: /scratch
+  hostUsers: false
+  volumes:
+  - name: scratch
+    emptyDir: {}`)
 
 	talker := k.waitPod("talker", 90*time.Second, func(p kubeletPod) bool {
 		return p.Status.Phase == "Running" && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready
@@ -134,6 +145,7 @@ func TestKubelet(t *testing.T) {
 
 	k.checkSummary("talker")
 	k.checkExec("talker")
+	k.checkUserns("userns")
 
 	// The daemon dies under kubelet and comes back: the container neither restarts nor
 	// changes, and kubelet keeps reading its logs.
@@ -180,6 +192,48 @@ func TestKubelet(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("kubelet's log:\n%s\ndaemon's log:\n%s", k.tail(), relaunched.output.String())
+	}
+}
+
+// checkUserns checks the pod with hostUsers: false: kubelet gave it a range of host IDs of
+// its own, its root is root inside, owns the image's files and what it writes to its
+// volume, and kubelet's exec runs in its user namespace too.
+func (k *kubeletNode) checkUserns(pod string) {
+	k.t.Helper()
+	k.waitPod(pod, 90*time.Second, func(p kubeletPod) bool {
+		return p.Status.Phase == "Running" && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].Ready
+	})
+	var logs string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		logs = k.get("/containerLogs/default/" + pod + "-" + k.name + "/" + pod)
+		if strings.Contains(logs, "busybox") || time.Now().After(deadline) {
+			break
+		}
+	}
+	f := strings.Fields(logs)
+	if len(f) < 3 || f[0] != "0" || f[1] == "0" || f[2] != "65536" {
+		k.t.Errorf("uid_map of the hostUsers: false pod: %q, want container root on a range of 65536 host IDs other than the host's root", logs)
+	}
+	if !strings.Contains(logs, "uid 0\n") {
+		k.t.Errorf("hostUsers: false pod does not run as root inside:\n%s", logs)
+	}
+	owned := 0
+	for _, line := range strings.Split(logs, "\n") {
+		// ls -ln: mode, links, uid, gid, ...: the volume's new file and the image's binary
+		// are the pod's root's (idmapped volume and layers), not nobody's.
+		if l := strings.Fields(line); len(l) > 4 && (strings.HasSuffix(line, "/scratch/mine") || strings.HasSuffix(line, "/bin/busybox")) {
+			if l[2] != "0" || l[3] != "0" {
+				k.t.Errorf("in the hostUsers: false pod, %s is owned by %s:%s, want 0:0", l[len(l)-1], l[2], l[3])
+			}
+			owned++
+		}
+	}
+	if owned != 2 {
+		k.t.Errorf("hostUsers: false pod's output lacks its ls -ln lines:\n%s", logs)
+	}
+	stdout, _, _, err := wsExec(k.port, "/exec/default/"+pod+"-"+k.name+"/"+pod+"?command=cat&command=/proc/self/uid_map&output=1&error=1")
+	if err != nil || strings.Join(strings.Fields(stdout), " ") != strings.Join(f[:3], " ") {
+		k.t.Errorf("exec into the hostUsers: false pod: uid_map %q, %v; want %q", stdout, err, strings.Join(f[:3], " "))
 	}
 }
 
