@@ -187,7 +187,7 @@ func (d *daemon) close() error {
 
 // usernsSupported probes whether pods may have user namespaces here: the layers and the
 // containers' dirs under root must be idmappable (Linux 5.12+ and a filesystem that allows
-// it; overlay over idmapped layers needs 5.19). A node where it fails refuses such pods and
+// it; overlay over idmapped layers needs 5.19), and so must tmpfs (/dev/shm). A node where it fails refuses such pods and
 // does not advertise the feature, so kubelet does not send them.
 func usernsSupported(ctx context.Context, root string, holder *runtime.SealedBinary) bool {
 	log := klog.FromContext(ctx)
@@ -204,7 +204,12 @@ func usernsSupported(ctx context.Context, root string, holder *runtime.SealedBin
 				return err
 			}
 			defer f.Close()
-			return idmap.Supported(root, f)
+			if err := idmap.Supported(root, f); err != nil {
+				return err
+			}
+			// kubelet's secret, configMap and token volumes are tmpfs, idmappable since
+			// Linux 6.3: without it nearly every pod would fail at CreateContainer.
+			return idmap.Supported("/dev/shm", f)
 		})
 	}
 	if err != nil {

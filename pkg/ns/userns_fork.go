@@ -24,19 +24,20 @@ func afterFork()
 func afterForkInChild()
 
 // forkIntermediate forks this thread (a plain fork: the copy has its own memory) and runs
-// inUserns in the copy. It returns the copy's pid and a pidfd of it.
+// inUserns in the copy. It returns the copy's pid and a pidfd of it. The copy starts in
+// a.outer's cgroup, if any: CLONE_INTO_CGROUP checks that the caller may write the target's
+// cgroup.procs, which host root may and the root of a user namespace may not.
 //
 //go:norace
 //go:nosplit
 func forkIntermediate(a *forkArgs) (pid int, pidfd int, errno syscall.Errno) {
-	var fd int32 = -1
 	syscall.ForkLock.Lock()
 	beforeFork()
-	r, _, e := syscall.RawSyscall6(unix.SYS_CLONE, uintptr(unix.CLONE_PIDFD|unix.SIGCHLD), 0, uintptr(unsafe.Pointer(&fd)), 0, 0, 0)
+	r, _, e := syscall.RawSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&a.outer)), unsafe.Sizeof(a.outer), 0)
 	if e != 0 || r != 0 {
 		afterFork()
 		syscall.ForkLock.Unlock()
-		return int(r), int(fd), e
+		return int(r), int(a.outerPidfd), e
 	}
 	inUserns(a)
 	return 0, 0, 0 // not reached: inUserns exits
@@ -82,8 +83,12 @@ func inUserns(a *forkArgs) {
 	}
 	a.report = [3]int32{0, int32(r), a.childPidfd}
 	syscall.RawSyscall(unix.SYS_WRITE, a.reportW, uintptr(unsafe.Pointer(&a.report[0])), 12)
-	// Hold the pidfd until the parent has copied it: EOF on the gate.
-	syscall.RawSyscall(unix.SYS_READ, a.goR, uintptr(unsafe.Pointer(&a.report[0])), 1)
+	// Hold the pidfd until the parent has copied it and says so with one byte on the gate.
+	// EOF instead (the parent failed or died): the child would run untracked, kill it.
+	r, _, e = syscall.RawSyscall(unix.SYS_READ, a.goR, uintptr(unsafe.Pointer(&a.report[0])), 1)
+	if r != 1 {
+		syscall.RawSyscall6(unix.SYS_PIDFD_SEND_SIGNAL, uintptr(a.childPidfd), uintptr(unix.SIGKILL), 0, 0, 0, 0)
+	}
 	syscall.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
 fail:
 	a.report = [3]int32{stage, int32(e), -1}

@@ -141,8 +141,10 @@ type forkArgs struct {
 	argv, envv      []*byte
 	srcs            []uintptr // srcs[i] becomes descriptor i; all are above len(srcs)
 	setsid, setctty bool
-	clone           cloneArgs
-	childPidfd      int32 // where clone3 stores the final child's pidfd (intermediate's table)
+	outer           cloneArgs // the intermediate's clone3
+	outerPidfd      int32     // where that clone3 stores the intermediate's pidfd
+	clone           cloneArgs // the final child's clone3, in the intermediate
+	childPidfd      int32     // where clone3 stores the final child's pidfd (intermediate's table)
 	reportW, goR    uintptr
 	goW             uintptr // closed by the intermediate, so that only we hold it
 	errW            uintptr
@@ -192,6 +194,14 @@ func forkInUserns(s *UsernsSpawn) (_ *UsernsChild, retErr error) {
 		}
 		toClose = append(toClose, p[0])
 	}
+	// The final child writes a failure to errp[1] after placing its descriptors: it must sit
+	// above them too, or a dup3 could replace it.
+	high, err := unix.FcntlInt(uintptr(errp[1]), unix.F_DUPFD_CLOEXEC, len(s.Files))
+	_ = unix.Close(errp[1])
+	if err != nil {
+		return nil, fmt.Errorf("duplicate error pipe: %w", err)
+	}
+	errp[1] = high
 	// The write ends are closed by hand below, at the point where each must go.
 	writeEnds := []int{report[1], gate[1], errp[1]}
 	defer func() {
@@ -204,9 +214,14 @@ func forkInUserns(s *UsernsSpawn) (_ *UsernsChild, retErr error) {
 	a.reportW, a.goR, a.goW, a.errW = uintptr(report[1]), uintptr(gate[0]), uintptr(gate[1]), uintptr(errp[1])
 	a.clone = cloneArgs{flags: uint64(unix.CLONE_PARENT|unix.CLONE_PIDFD) | uint64(s.Cloneflags)}
 	a.clone.pidfd = uint64(uintptr(unsafe.Pointer(&a.childPidfd)))
+	a.outer = cloneArgs{flags: unix.CLONE_PIDFD, exitSignal: uint64(unix.SIGCHLD)}
+	a.outer.pidfd = uint64(uintptr(unsafe.Pointer(&a.outerPidfd)))
+	a.outerPidfd = -1
 	if s.CgroupFD >= 0 {
-		a.clone.flags |= unix.CLONE_INTO_CGROUP
-		a.clone.cgroup = uint64(s.CgroupFD)
+		// Into the cgroup with the intermediate, while it is still host root: the final
+		// child inherits it (and a new cgroup namespace is rooted there).
+		a.outer.flags |= unix.CLONE_INTO_CGROUP
+		a.outer.cgroup = uint64(s.CgroupFD)
 	}
 
 	pid, interPidfd, errno := forkIntermediate(a)
@@ -222,8 +237,17 @@ func forkInUserns(s *UsernsSpawn) (_ *UsernsChild, retErr error) {
 	writeEnds[0], writeEnds[2] = -1, -1
 
 	child, err := takeChild(a, report[0], interPidfd)
-	// The intermediate may exit now; it is our child, reap it (a wait4(-1) reaper may
-	// have done so already: ECHILD).
+	if err == nil {
+		// The pidfd is ours: the intermediate may leave the child running.
+		if _, werr := unix.Write(gate[1], []byte{1}); werr != nil {
+			_ = child.Signal(unix.SIGKILL)
+			_, _ = child.Wait()
+			_ = child.Release()
+			child, err = nil, fmt.Errorf("release the intermediate: %w", werr)
+		}
+	}
+	// The intermediate may exit now (killing the child unless released above); it is our
+	// child, reap it (a wait4(-1) reaper may have done so already: ECHILD).
 	_ = unix.Close(gate[1])
 	writeEnds[1] = -1
 	reapPidfd(interPidfd)

@@ -3,6 +3,7 @@ package ns
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -182,5 +183,120 @@ func TestStartInUsernsErrors(t *testing.T) {
 				t.Errorf("a child was left to reap: pid %d (%v)", pid, err)
 			}
 		})
+	}
+}
+
+// TestStartInUsernsIntoCgroup: with a cgroup v2 directory the child starts in it. The check
+// that clone3 makes for CLONE_INTO_CGROUP (may the caller write the cgroup's procs file?)
+// fails for the root of a user namespace on a host-owned cgroup, so the cgroup must be
+// entered before the user namespace is.
+func TestStartInUsernsIntoCgroup(t *testing.T) {
+	needRoot(t)
+	var fs unix.Statfs_t
+	const unified = "/sys/fs/cgroup/unified"
+	if err := unix.Statfs(unified, &fs); err != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
+		if err := unix.Statfs("/sys/fs/cgroup", &fs); err != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
+			t.Skip("no cgroup v2 hierarchy mounted at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+		}
+	}
+	root := unified
+	if fs.Type == unix.CGROUP2_SUPER_MAGIC && unix.Statfs(unified, &fs) != nil {
+		root = "/sys/fs/cgroup"
+	}
+	name := fmt.Sprintf("crm-ns-test-%d", os.Getpid())
+	dir := root + "/" + name
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(dir) })
+	cg, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	child, err := StartInUserns(Paths{}, UsernsSpawn{
+		Path: "/bin/cat", Args: []string{"cat", "/proc/self/cgroup"},
+		Files:  []*os.File{devnull, outW, outW},
+		Userns: userns(t), Cloneflags: unix.CLONE_NEWNS, CgroupFD: int(cg.Fd()),
+	})
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Release()
+	b, _ := io.ReadAll(outR)
+	if _, err := child.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "0::/"+name+"\n") {
+		t.Errorf("child's cgroups:\n%s\nwant 0::/%s", b, name)
+	}
+}
+
+// TestStartInUsernsDescriptors: the program gets exactly the descriptors it was given, in
+// order, however many there are (nothing of ours leaks in), and a failure after they are
+// placed is still reported.
+func TestStartInUsernsDescriptors(t *testing.T) {
+	needRoot(t)
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	files := []*os.File{devnull, outW, outW}
+	for range 12 {
+		files = append(files, devnull)
+	}
+	// A program that does not exist fails at execve, after the 15 descriptors are placed.
+	_, err = StartInUserns(Paths{}, UsernsSpawn{Path: "/nonexistent", Args: []string{"x"}, Files: files, Userns: userns(t), CgroupFD: -1})
+	if err == nil || !strings.Contains(err.Error(), "execve") {
+		t.Fatalf("error %v, want the execve failure", err)
+	}
+	child, err := StartInUserns(Paths{}, UsernsSpawn{
+		Path: "/bin/ls", Args: []string{"ls", "/proc/self/fd"},
+		Files: files, Userns: userns(t), CgroupFD: -1,
+	})
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer child.Release()
+	b, _ := io.ReadAll(outR)
+	if _, err := child.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// What the test process itself inherited without close-on-exec reaches every child.
+	inherited := map[string]bool{}
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		fd, _ := strconv.Atoi(e.Name())
+		if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && flags&unix.FD_CLOEXEC == 0 {
+			inherited[e.Name()] = true
+		}
+	}
+	var extra []string
+	for _, fd := range strings.Fields(string(b)) {
+		n, _ := strconv.Atoi(fd)
+		if n >= len(files)+1 && !inherited[fd] { // +1: the directory ls reads
+			extra = append(extra, fd)
+		}
+	}
+	if len(extra) != 0 || !strings.Contains(string(b), "14") {
+		t.Errorf("the program's descriptors %q: extra %v, want 0 to 14 and ls's own", b, extra)
 	}
 }

@@ -11,9 +11,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// writePodFile writes one of the pod's files (hosts, resolv.conf, hostname). In a pod with
+// a user namespace it belongs to the pod's root, which may rewrite it as root may in any
+// other pod (its mount is not idmapped: kubelet gives mappings only to its own mounts).
+func writePodFile(r *record, path string, data []byte) error {
+	uid, gid, ok := -1, -1, false
+	if u := r.Config.UserNS; u != nil {
+		hu, uok := HostID(u.UIDMappings, 0)
+		hg, gok := HostID(u.GIDMappings, 0)
+		uid, gid, ok = int(hu), int(hg), uok && gok
+	}
+	if !ok {
+		return writeFileAtomic(path, data, 0o644)
+	}
+	return writeFileAtomicOwned(path, data, 0o644, uid, gid)
+}
+
 // writeFileAtomic writes via a temporary file and rename, so a container mounting the file
 // never sees it half-written.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFileAtomicOwned(path, data, perm, -1, -1)
+}
+
+// writeFileAtomicOwned is writeFileAtomic giving the file to uid:gid (-1 keeps ours).
+func writeFileAtomicOwned(path string, data []byte, perm os.FileMode, uid, gid int) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("create temp file for %s: %w", path, err)
@@ -28,6 +49,12 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := os.Chmod(name, perm); err != nil {
 		_ = os.Remove(name)
 		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := os.Chown(name, uid, gid); err != nil {
+			_ = os.Remove(name)
+			return fmt.Errorf("chown %s: %w", path, err)
+		}
 	}
 	if err := os.Rename(name, path); err != nil {
 		_ = os.Remove(name)

@@ -65,6 +65,7 @@ func TestValidate(t *testing.T) {
 		{"userns host gid root", func(c *Config) { c.UserNS.GIDMappings[0].HostID = 0 }, "userns_options.gids[0].host_id"},
 		{"userns host network", func(c *Config) { c.NetworkMode = ModeNode }, "namespace_options.network"},
 		{"userns host ipc", func(c *Config) { c.IPCMode = ModeNode }, "namespace_options.ipc"},
+		{"userns host pid", func(c *Config) { c.PIDMode = ModeNode }, "namespace_options.pid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -190,7 +190,7 @@ func (m *Manager) setup(ctx context.Context, r *record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(r.HostsPath, hosts, 0o644)
+	return writePodFile(r, r.HostsPath, hosts)
 }
 
 // pinNamespaces creates and pins the pod's namespaces and mounts its /dev/shm.
@@ -240,10 +240,10 @@ func (m *Manager) setupCgroupAndFiles(r *record) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.ResolvConfPath, resolv, 0o644); err != nil {
+	if err := writePodFile(r, r.ResolvConfPath, resolv); err != nil {
 		return err
 	}
-	return writeFileAtomic(r.HostnamePath, []byte(r.Hostname+"\n"), 0o644)
+	return writePodFile(r, r.HostnamePath, []byte(r.Hostname+"\n"))
 }
 
 // goErr runs f on a goroutine; the channel yields its error.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cri-mini/cri-mini/pkg/ns"
 	ctrruntime "github.com/cri-mini/cri-mini/pkg/runtime"
 	"github.com/cri-mini/cri-mini/pkg/sandbox"
@@ -96,6 +98,13 @@ func checkUsernsPod(t *testing.T, sb *sandbox.Sandbox, hostname string) {
 	}
 	if len(sb.IPs) != 1 {
 		t.Errorf("IPs = %v, want one from CNI ADD", sb.IPs)
+	}
+	// The pod's files are its root's, as root's are in any other pod.
+	for _, f := range []string{sb.HostsPath, sb.ResolvConfPath, sb.HostnamePath} {
+		var st unix.Stat_t
+		if err := unix.Stat(f, &st); err != nil || st.Uid != usernsHost || st.Gid != usernsHost+65536 {
+			t.Errorf("%s owned by %d:%d (%v), want the pod root's %d:%d", f, st.Uid, st.Gid, err, usernsHost, usernsHost+65536)
+		}
 	}
 }
 

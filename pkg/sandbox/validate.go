@@ -147,6 +147,9 @@ func CheckUserNamespace(c *Config) error {
 	if c.IPCMode != ModePod {
 		return invalid("linux.security_context.namespace_options.ipc", "mode %s is not possible with a pod user namespace", c.IPCMode)
 	}
+	if c.PIDMode == ModeNode {
+		return invalid("linux.security_context.namespace_options.pid", "mode %s is not possible with a pod user namespace", c.PIDMode)
+	}
 	return nil
 }
 
