@@ -10,9 +10,10 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/cri-mini/cri-mini/pkg/runtime"
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/idmap/idmaptest"
+	"github.com/cri-mini/cri-mini/pkg/runtime"
 )
 
 // usernsHost is the host uid and gid that root of a test pod's user namespace maps to.
@@ -51,6 +52,7 @@ func newUsernsPod(t *testing.T) (*pod, string) {
 		return dst
 	}
 	user := pin("user")
+	idmaptest.SkipUnlessIdmappable(t, dir)
 	p.paths.NetNS, p.paths.IPCNS, p.paths.UTSNS = pin("net"), pin("ipc"), pin("uts")
 	p.paths.UserNS = user
 	p.paths.UIDMappings = []runtime.IDMapping{{ContainerID: 0, HostID: usernsHost, Size: 65536}}

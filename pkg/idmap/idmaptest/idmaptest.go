@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cri-mini/cri-mini/pkg/idmap"
 )
 
 // NS is a user namespace kept alive by a sleeping child, with one uid and one gid mapping:
@@ -60,7 +62,9 @@ func (n *NS) TrySh(script string) (string, error) {
 }
 
 // TempDir is t.TempDir made traversable (0711) along with its parent, which the testing
-// package creates 0700: host uid HostID is "others" there and must walk through them.
+// package creates 0700: host uid HostID is "others" there and must walk through them. The
+// test is skipped where the directory's filesystem cannot be idmapped (tmpfs before Linux
+// 6.3, for one).
 func TempDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -69,7 +73,17 @@ func TempDir(t testing.TB) string {
 			t.Fatal(err)
 		}
 	}
+	SkipUnlessIdmappable(t, dir)
 	return dir
+}
+
+// SkipUnlessIdmappable skips the test when mounts of dir's filesystem cannot be idmapped.
+func SkipUnlessIdmappable(t testing.TB, dir string) {
+	t.Helper()
+	probe := NewUserNS(t, 1<<20, 1)
+	if err := idmap.Supported(dir, probe.File); err != nil {
+		t.Skipf("mounts of %s cannot be idmapped here: %v", dir, err)
+	}
 }
 
 // Owner returns "uid:gid" of path as the host sees it.
