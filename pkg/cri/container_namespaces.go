@@ -61,16 +61,11 @@ func containerUserns(u *runtimeapi.UserNamespace) (*container.UserNamespaceOptio
 	default:
 		return nil, invalidArg(field+".mode", "%s is not supported: NODE or POD", u.GetMode())
 	}
-	uids, err := idMappings(field+".uids", u.GetUids())
+	m, err := userNamespaceMappings(field, u)
 	if err != nil {
 		return nil, err
 	}
-	gids, err := idMappings(field+".gids", u.GetGids())
-	if err != nil {
-		return nil, err
-	}
-	return &container.UserNamespaceOption{Mode: sandbox.ModePod,
-		Mappings: &sandbox.UserNamespace{UIDMappings: uids, GIDMappings: gids}}, nil
+	return &container.UserNamespaceOption{Mode: sandbox.ModePod, Mappings: m}, nil
 }
 
 // idmappedMounts marks the mounts that kubelet gives uid and gid mappings (every mount of a
@@ -85,18 +80,19 @@ func idmappedMounts(in []*runtimeapi.Mount, user *container.UserNamespaceOption,
 		if user == nil || user.Mode != sandbox.ModePod || user.Mappings == nil {
 			return invalidArg(field+".uid_mappings", "idmapped mounts need the container in its pod's user namespace (userns_options mode POD)")
 		}
-		uids, err := idMappings(field+".uid_mappings", m.GetUidMappings())
+		ids, err := mountMappings(field, m)
 		if err != nil {
 			return err
 		}
-		gids, err := idMappings(field+".gid_mappings", m.GetGidMappings())
-		if err != nil {
-			return err
-		}
-		if !slices.Equal(uids, user.Mappings.UIDMappings) || !slices.Equal(gids, user.Mappings.GIDMappings) {
+		if !slices.Equal(ids.UIDMappings, user.Mappings.UIDMappings) || !slices.Equal(ids.GIDMappings, user.Mappings.GIDMappings) {
 			return invalidArg(field+".uid_mappings", "the mappings must be those of the container's user namespace")
 		}
 		out[i].IDMapped = true
 	}
 	return nil
+}
+
+// mountMappings translates a mount's uid_mappings and gid_mappings.
+func mountMappings(field string, m *runtimeapi.Mount) (*sandbox.UserNamespace, error) {
+	return translateMappings(field+".uid_mappings", m.GetUidMappings(), field+".gid_mappings", m.GetGidMappings())
 }

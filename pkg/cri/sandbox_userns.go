@@ -25,15 +25,24 @@ func podUserns(o *runtimeapi.UserNamespace) (*sandbox.UserNamespace, error) {
 	default:
 		return nil, invalidArg(usernsOptionsField+".mode", "%s is not valid for a pod: NODE or POD", o.GetMode())
 	}
-	uids, err := idMappings(usernsOptionsField+".uids", o.GetUids())
+	return userNamespaceMappings(usernsOptionsField, o)
+}
+
+// userNamespaceMappings translates the uids and gids of a userns_options at field.
+func userNamespaceMappings(field string, o *runtimeapi.UserNamespace) (*sandbox.UserNamespace, error) {
+	return translateMappings(field+".uids", o.GetUids(), field+".gids", o.GetGids())
+}
+
+func translateMappings(uidField string, uids []*runtimeapi.IDMapping, gidField string, gids []*runtimeapi.IDMapping) (*sandbox.UserNamespace, error) {
+	u, err := idMappings(uidField, uids)
 	if err != nil {
 		return nil, err
 	}
-	gids, err := idMappings(usernsOptionsField+".gids", o.GetGids())
+	g, err := idMappings(gidField, gids)
 	if err != nil {
 		return nil, err
 	}
-	return &sandbox.UserNamespace{UIDMappings: uids, GIDMappings: gids}, nil
+	return &sandbox.UserNamespace{UIDMappings: u, GIDMappings: g}, nil
 }
 
 func idMappings(field string, in []*runtimeapi.IDMapping) ([]sandbox.IDMapping, error) {
