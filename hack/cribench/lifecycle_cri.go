@@ -12,7 +12,10 @@ import (
 
 // lifecycleCRIBench is the crictl loop's twin over one gRPC connection: the same seven
 // steps without a crictl process per step, so the runtime's own time shows.
-func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]*samples, error) {
+//
+// With userns the pods have a user namespace of their own (hostUsers: false), with
+// kubelet's shape of mapping.
+func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string, userns bool) ([]*samples, error) {
 	names := []string{"RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "StopPodSandbox", "RemovePodSandbox"}
 	loop := &samples{name: "lifecycle loop (CRI client)"}
 	steps := make([]*samples, len(names))
@@ -22,6 +25,11 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("cribench-cri-%d-%d", os.Getpid(), i)
 		cfg := benchPod(name, logDir)
+		ctrCfg := sleeper()
+		if userns {
+			withUserns(cfg.Linux.SecurityContext.NamespaceOptions)
+			withUserns(ctrCfg.Linux.SecurityContext.NamespaceOptions)
+		}
 		var pod, ctr string
 		ops := []func() error{
 			func() error {
@@ -33,7 +41,7 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 			},
 			func() error {
 				r, err := b.runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-					PodSandboxId: pod, SandboxConfig: cfg, Config: sleeper(),
+					PodSandboxId: pod, SandboxConfig: cfg, Config: ctrCfg,
 				})
 				if err == nil {
 					ctr = r.ContainerId
@@ -73,6 +81,13 @@ func (b *bench) lifecycleCRIBench(ctx context.Context, n int, logDir string) ([]
 		loop.ds = append(loop.ds, time.Since(start))
 	}
 	return append([]*samples{loop}, steps...), nil
+}
+
+// withUserns asks for a user namespace of the pod's own as kubelet does: one range of 65536
+// IDs at a multiple of 65536 (kubelet's first is 65536*1 past its own IDs; any free one does).
+func withUserns(o *runtimeapi.NamespaceOption) {
+	m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 1 << 20, Length: 1 << 16}}
+	o.UsernsOptions = &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m}
 }
 
 // kubeletPodNamespaces: see kubeletNamespaces.

@@ -172,6 +172,7 @@ func main() {
 	daemon := flag.Int("daemon-pid", 0, "pid of the runtime daemon (podmem)")
 	pods := flag.Int("pods", 10, "idle pods to start (podmem)")
 	settle := flag.Duration("settle", 10*time.Second, "time the idle pods settle before measuring (podmem)")
+	userns := flag.Bool("userns", false, "pods with a user namespace of their own, as kubelet asks for hostUsers: false (lifecycle-cri)")
 	var floor floorOptions
 	flag.StringVar(&floor.conf, "cni-conf", "", "the daemon's CNI conflist, whose plugins set the floor (sandbox)")
 	flag.StringVar(&floor.binDir, "cni-bin", "/opt/cni/bin", "CNI plugin directory (sandbox)")
@@ -220,11 +221,15 @@ func main() {
 		if err := b.pull(ctx, busybox); err != nil {
 			fail(fmt.Errorf("pull %s: %w", busybox, err))
 		}
-		results, err := b.lifecycleCRIBench(ctx, *n, work)
+		results, err := b.lifecycleCRIBench(ctx, *n, work, *userns)
 		if err != nil {
 			fail(err)
 		}
-		printSamples(fmt.Sprintf("pod lifecycle over one CRI connection (median of %d)", *n), results)
+		title := fmt.Sprintf("pod lifecycle over one CRI connection (median of %d)", *n)
+		if *userns {
+			title = fmt.Sprintf("pod lifecycle over one CRI connection, pods with a user namespace (median of %d)", *n)
+		}
+		printSamples(title, results)
 	case "sandbox":
 		if floor.conf == "" {
 			usage()

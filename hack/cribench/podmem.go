@@ -134,7 +134,7 @@ func (b *bench) podMemBench(ctx context.Context, daemon, n int, logDir string, s
 	// The first pod of the daemon's life pages in the daemon's code that serves pods, once
 	// per node: a warm-up pod (run, create, start, stop, remove) pays that before the
 	// baseline, so that the growth measured below is what each pod keeps.
-	if _, err := b.lifecycleCRIBench(ctx, 1, logDir); err != nil {
+	if _, err := b.lifecycleCRIBench(ctx, 1, logDir, false); err != nil {
 		return rep, fmt.Errorf("warm-up pod: %w", err)
 	}
 	// The pods' cost is measured from here: what the pull and the warm-up left in the daemon

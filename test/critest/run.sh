@@ -149,6 +149,7 @@ if [[ $benchmark == 1 ]]; then
 		-cni-bin "$repo/$out/cni/bin" -floor-bridge "$floor_bridge" -floor-subnet "$floor_subnet" sandbox
 	"$bin/cribench" -endpoint "$endpoint" -n 20 -crictl "$bin/crictl" lifecycle
 	"$bin/cribench" -endpoint "$endpoint" -n 20 lifecycle-cri
+	"$bin/cribench" -endpoint "$endpoint" -n 20 -userns lifecycle-cri
 	"$bin/cribench" -endpoint "$endpoint" -n 10 images
 	exit 0
 fi
