@@ -346,6 +346,12 @@ func (m *Manager) recover(ctx context.Context) error {
 		e := &entry{rec: c}
 		switch {
 		case c.State != StateCreated && c.State != StateRunning:
+		case states[c.PodSandboxID] == nil && !gone[c.PodSandboxID]:
+			// The monitor lives but did not answer in time (stopped, or starved on a loaded
+			// node): the container keeps its recorded state, and a RUNNING one is watched,
+			// which settles it once the monitor answers. Reporting it EXITED would make
+			// kubelet start another instance next to one that may still run.
+			logger.Info("Monitor of pod does not answer; its container keeps its recorded state", "containerID", c.ID, "podSandboxID", c.PodSandboxID, "state", c.State)
 		case gone[c.PodSandboxID]:
 			// What the monitor left runs on unsupervised: killed before kubelet, seeing the
 			// container EXITED, starts its next instance next to it. SIGKILL without the

@@ -413,3 +413,83 @@ func monitorPid(dir string) int {
 	}
 	return 0
 }
+
+// TestRestartKeepsContainersOfAStoppedMonitor: a monitor that is alive but does not answer
+// when the daemon restarts (stopped here, starved on a loaded node) is not taken for dead:
+// its running container stays RUNNING and untouched, and once the monitor answers again
+// the container is stopped through it as usual.
+func TestRestartKeepsContainersOfAStoppedMonitor(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a container rootfs and creating cgroups need root")
+	}
+	opts, _ := killableMonitorOptions(t)
+	m, err := NewManager(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := m.StartPod(ctx, "ready"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Create(ctx, "ready", Config{Name: "running", Image: "busybox", Command: []string{"sleep"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	pids := waitProcs(t, m, c.ID, 2)
+	monDir := m.monitorDir("ready")
+	monPid := monitorPid(monDir)
+	if monPid <= 0 {
+		t.Fatal("the pod's monitor process was not found")
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(monPid, syscall.SIGCONT)
+		if pid := monitorPid(monDir); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		m.killCgroup(c.CgroupPath)
+		_ = m.releaseResources(c)
+	})
+	m.Close()
+	if err := syscall.Kill(monPid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := NewManager(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range m2.List() {
+			m2.killCgroup(c.CgroupPath)
+			_ = m2.releaseResources(c)
+		}
+		m2.Close()
+	})
+	got, err := m2.Get(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != StateRunning || got.Pid != c.Pid {
+		t.Errorf("after a restart with the monitor not answering: %s pid %d, want RUNNING pid %d", got.State, got.Pid, c.Pid)
+	}
+	for _, pid := range pids {
+		if !alive(pid) {
+			t.Errorf("process %d of the container was killed", pid)
+		}
+	}
+	if err := syscall.Kill(monPid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Stop(ctx, c.ID, 2*time.Second); err != nil {
+		t.Fatalf("stop once the monitor answers: %v", err)
+	}
+	if got := waitState(t, m2, c.ID, StateExited); got.ExitCode == 255 {
+		t.Errorf("stopped container reported as lost: %+v", got)
+	}
+	if err := m2.RemovePod(ctx, "ready"); err != nil {
+		t.Fatalf("RemovePodSandbox (its containers): %v", err)
+	}
+}

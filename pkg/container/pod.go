@@ -263,16 +263,21 @@ func (m *Manager) watchLoop(ctx context.Context, c Container) {
 			_ = cl.Close()
 			cl = nil
 		}
-		// The monitor is gone (killed, or the pod shut down): after a few attempts the exit
-		// record, if any, is the truth.
-		if failures >= 5 {
+		// A monitor that is gone says so (ErrGone, above). This one is alive but does not
+		// answer (stopped, starved, its backlog full): its exit record, once there, is the
+		// truth; until then the container is not reported exited, or kubelet would start
+		// its next instance next to one that may still run.
+		if _, err := monitor.ReadExit(monitor.ContainerDir(c.MonitorDir, c.ID)); err == nil {
 			m.exitFromDisk(ctx, e)
 			return
+		}
+		if failures == 5 || failures%100 == 0 {
+			logger.Info("Monitor of container does not answer; still waiting for it", "failures", failures, "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
+		case <-time.After(min(time.Duration(failures)*200*time.Millisecond, 5*time.Second)):
 		}
 	}
 }

@@ -169,6 +169,8 @@ func TestKubelet(t *testing.T) {
 	if after := lastLineNumber(t, k.get("/containerLogs/default/talker-"+k.name+"/talker?tailLines=1")); after <= before {
 		t.Errorf("kubelet's containerLogs of talker end at line %d after the daemon restart, %d before", after, before)
 	}
+	// The restarted daemon finds the pod's user namespace again: an exec still runs in it.
+	k.checkUserns("userns")
 
 	// A removed manifest: kubelet stops and removes the pod through the runtime.
 	k.removeManifest("talker")
