@@ -81,6 +81,9 @@ func inUserns(a *forkArgs) {
 	if r == 0 {
 		final(a)
 	}
+	// Only the final child reports on the error pipe: its EOF then waits for its execve
+	// alone, not for this process to exit too.
+	syscall.RawSyscall(unix.SYS_CLOSE, a.errW, 0, 0)
 	a.report = [3]int32{0, int32(r), a.childPidfd}
 	syscall.RawSyscall(unix.SYS_WRITE, a.reportW, uintptr(unsafe.Pointer(&a.report[0])), 12)
 	// Hold the pidfd until the parent has copied it and says so with one byte on the gate.

@@ -228,9 +228,6 @@ func forkInUserns(s *UsernsSpawn) (_ *UsernsChild, retErr error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("fork to join user namespace %s: %w", s.Userns, errno)
 	}
-	defer func() {
-		_ = unix.Close(interPidfd)
-	}()
 	// Only the children keep the write ends of the report and error pipes now.
 	_ = unix.Close(report[1])
 	_ = unix.Close(errp[1])
@@ -250,7 +247,11 @@ func forkInUserns(s *UsernsSpawn) (_ *UsernsChild, retErr error) {
 	// child, reap it (a wait4(-1) reaper may have done so already: ECHILD).
 	_ = unix.Close(gate[1])
 	writeEnds[1] = -1
-	reapPidfd(interPidfd)
+	// Reaped in the background: nothing waits for the intermediate's exit.
+	go func() {
+		reapPidfd(interPidfd)
+		_ = unix.Close(interPidfd)
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("start %s in user namespace %s (via pid %d): %w", s.Path, s.Userns, pid, err)
 	}
