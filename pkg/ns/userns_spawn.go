@@ -255,7 +255,11 @@ func forkInUserns(s *UsernsSpawn) (_ *UsernsChild, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s in user namespace %s (via pid %d): %w", s.Path, s.Userns, pid, err)
 	}
-	if err := execResult(errp[0]); err != nil {
+	err = execResult(errp[0])
+	if err == nil && child.Pid < 0 {
+		err = errors.New("it exited at once and another waiter reaped it")
+	}
+	if err != nil {
 		_ = child.Signal(unix.SIGKILL)
 		_, _ = child.Wait()
 		_ = child.Release()
@@ -304,9 +308,11 @@ func pidfdPid(fd int) (int, error) {
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
 			pid, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || pid <= 0 {
+			if err != nil || pid == 0 || pid < -1 {
 				return 0, fmt.Errorf("pidfd info has pid %q", v)
 			}
+			// -1: the process has exited and was reaped (by a wait4(-1) reaper): the
+			// caller learns why from the error pipe.
 			return pid, nil
 		}
 	}
