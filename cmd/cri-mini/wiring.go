@@ -83,6 +83,9 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 	if _, err := d.monitorBin.Get(); err != nil {
 		klog.FromContext(ctx).Error(err, "Sealing the monitor binary; will retry at the first pod")
 	}
+	// The managers report lifecycle changes to the CRI server's GetContainerEvents, which
+	// is built after them: events knows the server once NewServer binds it.
+	events := cri.NewEvents(cri.DefaultEventBuffer)
 	d.inits = sandbox.NewPodInits(filepath.Join(cfg.State, "pod-inits"), cgm, d.monitorBin)
 	d.pods, err = sandbox.NewManager(ctx, sandbox.Options{
 		StateDir: cfg.State,
@@ -93,6 +96,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		ShmSize:  cfg.Sandbox.ShmSize,
 		// Starts in a few ms where the daemon's binary would take longer to initialise.
 		UsernsHolder: d.monitorBin,
+		Events:       events.Sandbox,
 		Hooks: sandbox.Hooks{
 			StopContainers: func(ctx context.Context, id string) error {
 				return d.ctrs.StopPod(ctx, id)
@@ -128,6 +132,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		MonitorLogDir: filepath.Join(cfg.State, "monitor-logs"),
 		MonitorCgroup: "/cri-mini-monitors",
 		MonitorBinary: d.monitorBin,
+		Events:        events.Container,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load containers: %w", err)
@@ -151,6 +156,7 @@ func newDaemon(ctx context.Context, cfg config.Config) (d *daemon, err error) {
 		Streaming:         d.stream,
 		PodInits:          d.inits,
 		PodUserNamespaces: usernsSupported(ctx, cfg.Root, d.monitorBin),
+		Events:            events,
 	})
 	return d, nil
 }

@@ -154,13 +154,23 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg Config) (_ *Cont
 	if err := m.put(&c); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	m.byID[id] = &entry{rec: c}
-	m.mu.Unlock()
+	m.publishCreated(c)
 	m.stats.layers.get(m.ctx, id, upperDir(c.RootfsDir), &m.wg) // the first walk, while the layer is empty (fsusage.go)
 	logger.V(2).Info("Container created", "containerID", id, "podSandboxID", sb.ID, "image", cfg.Image, "pid", st.Pid)
 	out := c
 	return &out, nil
+}
+
+// publishCreated makes the created container visible and reports it. Its event lock is
+// taken before it is in the index, so a Start that finds it reports after this.
+func (m *Manager) publishCreated(c Container) {
+	e := &entry{rec: c}
+	e.ev.Lock()
+	defer e.ev.Unlock()
+	m.mu.Lock()
+	m.byID[c.ID] = e
+	m.mu.Unlock()
+	m.emit(EventCreated, c)
 }
 
 // prepare mounts the rootfs, resolves the user, creates the cgroup and builds the spec; it

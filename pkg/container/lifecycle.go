@@ -74,7 +74,7 @@ func (m *Manager) Start(ctx context.Context, idOrPrefix string) error {
 	if err := m.put(&c); err != nil {
 		return err
 	}
-	e.set(c)
+	m.commit(e, c, EventStarted)
 	if st.Status == monitor.StatusExited {
 		if err := m.markExited(ctx, e, st.Exit); err != nil {
 			return err
@@ -210,15 +210,24 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 	if err := m.deleteRecord(c.ID); err != nil {
 		return err
 	}
+	m.forget(e, &c)
+	m.forgetStats(&c)
+	klog.FromContext(ctx).V(2).Info("Container removed", "containerID", c.ID)
+	return nil
+}
+
+// forget drops the removed container from the index and reports it deleted, after any
+// event of the container still being reported (see commit).
+func (m *Manager) forget(e *entry, c *Container) {
+	e.ev.Lock()
+	defer e.ev.Unlock()
 	m.mu.Lock()
 	delete(m.byID, c.ID)
 	if key := nameKey(c.PodSandboxID, c.Config.Name, c.Config.Attempt); m.names[key] == c.ID {
 		delete(m.names, key)
 	}
 	m.mu.Unlock()
-	m.forgetStats(&c)
-	klog.FromContext(ctx).V(2).Info("Container removed", "containerID", c.ID)
-	return nil
+	m.emit(EventDeleted, e.get())
 }
 
 // StopPod stops every container of the pod right away (the sandbox manager's

@@ -71,6 +71,11 @@ type Options struct {
 	MonitorLogDir string
 	// CleanupTimeout bounds each undo step run after a failure; default 1 minute.
 	CleanupTimeout time.Duration
+	// Events, when set, is told of every lifecycle change once it is recorded. It is
+	// called synchronously by the goroutine that made the change, without the manager's
+	// index or record locks, and must not block: a slow consumer would hold up Start,
+	// Stop and the exit watchers.
+	Events func(Event)
 }
 
 // Manager owns every container of the node. It is safe for concurrent use.
@@ -93,6 +98,7 @@ type Manager struct {
 type entry struct {
 	op sync.Mutex   // serialises Start/Stop/Remove of this container
 	ex sync.Mutex   // serialises recording the exit (the watcher and Stop both may)
+	ev sync.Mutex   // orders this container's events (commit)
 	mu sync.RWMutex // guards rec
 	// rec is replaced, never mutated in place, so a reader's copy stays consistent.
 	rec Container
@@ -312,7 +318,7 @@ func (m *Manager) markExitedWhy(ctx context.Context, e *entry, rec *monitor.Exit
 	if err := m.put(&c); err != nil {
 		return err
 	}
-	e.set(c)
+	m.commit(e, c, EventStopped)
 	klog.FromContext(ctx).V(2).Info("Container exited", "containerID", c.ID, "exitCode", c.ExitCode, "reason", c.Reason)
 	return nil
 }

@@ -44,6 +44,9 @@ type Options struct {
 	// (userns_options mode POD), and Status advertise user_namespaces. Off (the node cannot
 	// idmap the container's filesystems), such requests are refused after validation.
 	PodUserNamespaces bool
+	// Events fans the managers' lifecycle events out to GetContainerEvents; nil gives the
+	// server one of its own (whose subscribers then hear of nothing).
+	Events *Events
 }
 
 // Server implements the CRI RuntimeService and ImageService. RPCs that are not implemented yet
@@ -52,12 +55,18 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	opts Options
+	opts   Options
+	events *Events
 }
 
 // NewServer returns a server over the given services.
 func NewServer(opts Options) *Server {
-	return &Server{opts: opts}
+	s := &Server{opts: opts, events: opts.Events}
+	if s.events == nil {
+		s.events = NewEvents(0)
+	}
+	s.events.bind(s)
+	return s
 }
 
 // Register installs both CRI services on g.

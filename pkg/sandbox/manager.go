@@ -66,6 +66,11 @@ type Options struct {
 	// UsernsHolder is the binary (with the ns.HoldCommand subcommand) run for a moment to
 	// create a pod's user namespace; nil runs this process's own binary. The caller owns it.
 	UsernsHolder *runtime.SealedBinary
+	// Events, when set, is told of every lifecycle change once it is recorded. It is
+	// called synchronously by the goroutine that made the change, without the manager's
+	// index or record locks, and must not block: a slow consumer would hold up Run, Stop
+	// and Remove.
+	Events func(Event)
 }
 
 // Manager owns every pod sandbox of the node. It is safe for concurrent use.

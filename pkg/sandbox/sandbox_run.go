@@ -86,11 +86,22 @@ func (m *Manager) Run(ctx context.Context, c Config) (_ *Sandbox, retErr error) 
 	if err := m.put(r); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	m.byID[id] = &entry{rec: *r}
-	m.mu.Unlock()
+	m.publishReady(r)
 	logger.V(2).Info("Pod sandbox ready", "ips", r.IPs)
 	return r.Sandbox.clone(), nil
+}
+
+// publishReady makes the ready sandbox visible and reports it created and started. Its op
+// lock is taken before it is in the index, so a Stop that finds it reports after this.
+func (m *Manager) publishReady(r *record) {
+	e := &entry{rec: *r}
+	e.op.Lock()
+	defer e.op.Unlock()
+	m.mu.Lock()
+	m.byID[r.ID] = e
+	m.mu.Unlock()
+	m.emit(EventCreated, r)
+	m.emit(EventStarted, r)
 }
 
 // undoRun reverts a failed Run. When the cleanup itself fails, the sandbox is kept as

@@ -35,6 +35,8 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry) error {
 		if err := m.update(e, func(r *record) { r.State = StateNotReady }); err != nil {
 			return err
 		}
+		nr := e.get()
+		m.emit(EventStopped, &nr)
 	}
 	if h := m.o.Hooks.StopContainers; h != nil {
 		if err := h(ctx, r.ID); err != nil {
@@ -102,6 +104,7 @@ func (m *Manager) Remove(ctx context.Context, idOrPrefix string) error {
 		delete(m.names, nameKey(&r.Config))
 	}
 	m.mu.Unlock()
+	m.emit(EventDeleted, &r)
 	logger.V(2).Info("Pod sandbox removed")
 	return nil
 }
