@@ -105,7 +105,10 @@ func (m *Manager) stopLocked(ctx context.Context, e *entry, timeout time.Duratio
 		return nil
 	}
 	logger := klog.FromContext(ctx)
-	cl := m.existingClient(c.PodSandboxID)
+	cl, err := m.runningMonitor(ctx, c.PodSandboxID)
+	if err != nil {
+		return fmt.Errorf("stop container %s: %w", c.ID, err)
+	}
 	if cl == nil {
 		// No monitor (it died): what is left of the container is killed, and the exit
 		// record (if any) tells how it ended.

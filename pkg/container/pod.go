@@ -114,6 +114,33 @@ func (m *Manager) StartPod(ctx context.Context, podID string) error {
 }
 
 // existingClient returns the pod's monitor client without launching one (nil when none).
+// runningMonitor returns the client of the pod's monitor without launching one: the one
+// in use, or a connection to the monitor that still serves the pod (one that did not
+// answer when the daemon started, say). nil when nothing serves it any more; an error
+// when it lives but does not answer.
+func (m *Manager) runningMonitor(ctx context.Context, podID string) (*monitor.Client, error) {
+	if cl := m.existingClient(podID); cl != nil {
+		return cl, nil
+	}
+	p := m.podFor(podID)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client != nil {
+		return p.client, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cl, err := monitor.Dial(dctx, monitor.SocketPath(p.dir))
+	switch {
+	case err == nil:
+		p.client = cl
+		return cl, nil
+	case errors.Is(err, monitor.ErrGone):
+		return nil, nil
+	}
+	return nil, fmt.Errorf("monitor of pod %s does not answer: %w", podID, err)
+}
+
 func (m *Manager) existingClient(podID string) *monitor.Client {
 	p := m.knownPod(podID)
 	if p == nil {
