@@ -19,25 +19,35 @@ import (
 // Best effort: the caller retries the removal. It returns how many processes it found (a
 // process that has exited is no longer listed, even before it is reaped).
 func (m *Manager) killCgroup(p string) int {
+	pids := m.cgroupPids(p)
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	return len(pids)
+}
+
+// cgroupPids lists the processes in the cgroup, each once (on v1 every hierarchy lists
+// the same ones).
+func (m *Manager) cgroupPids(p string) []int {
 	dirs, err := m.o.Cgroups.Dirs(p)
 	if err != nil {
-		return 0
+		return nil
 	}
-	// On v1 every hierarchy lists the same processes: each is killed once.
-	killed := map[int]bool{}
+	seen := map[int]bool{}
+	var pids []int
 	for _, dir := range dirs {
 		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		if err != nil {
 			continue
 		}
 		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 0 && !killed[pid] {
-				killed[pid] = true
-				_ = unix.Kill(pid, unix.SIGKILL)
+			if pid, err := strconv.Atoi(f); err == nil && pid > 0 && !seen[pid] {
+				seen[pid] = true
+				pids = append(pids, pid)
 			}
 		}
 	}
-	return len(killed)
+	return pids
 }
 
 // killLeftovers kills what is left of a container whose monitor died, and waits (at most
