@@ -13,6 +13,7 @@ import (
 
 	occ "github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
+	"golang.org/x/sys/unix"
 )
 
 // ErrInvalidPath is wrapped by path validation errors.
@@ -223,6 +224,35 @@ func (m *Manager) Update(p string, r *Resources) error {
 	}
 	if err := mgr.Set(m.toLib(r)); err != nil {
 		return fmt.Errorf("set resources on cgroup %s: %w", p, err)
+	}
+	return nil
+}
+
+// ErrBusy is TryRemove's error for a cgroup that still has processes.
+var ErrBusy = errors.New("cgroup still has processes")
+
+// TryRemove removes a leaf cgroup in every hierarchy at once, or fails with ErrBusy while
+// processes are still in it: Remove's library waits about a second per hierarchy for a
+// busy cgroup (eleven hierarchies on v1), which a caller that can kill what is left must not
+// pay. A cgroup with children, or any other failure, is left to Remove. Removing a missing
+// cgroup is not an error.
+func (m *Manager) TryRemove(p string) error {
+	mgr, err := m.libManager(p, nil)
+	if err != nil {
+		return err
+	}
+	busy := false
+	for _, dir := range mgr.GetPaths() {
+		switch err := unix.Rmdir(dir); {
+		case err == nil, errors.Is(err, unix.ENOENT):
+		case errors.Is(err, unix.EBUSY):
+			busy = true
+		default:
+			return m.Remove(p)
+		}
+	}
+	if busy {
+		return fmt.Errorf("remove cgroup %s: %w", p, ErrBusy)
 	}
 	return nil
 }

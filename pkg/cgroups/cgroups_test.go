@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestCleanPath(t *testing.T) {
@@ -217,5 +218,48 @@ func TestCreateDirs(t *testing.T) {
 	}
 	if _, again, err := m.CreateDirs(p, nil); err != nil || again {
 		t.Fatalf("second CreateDirs: created = %v, err = %v; want false, nil", again, err)
+	}
+}
+
+// TestTryRemove: a cgroup with a process is reported busy (ErrBusy) and kept, in every
+// hierarchy; once the process is gone it is removed; a missing cgroup is fine.
+func TestTryRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating cgroups needs root")
+	}
+	m := New()
+	p := "/cri-mini-test-" + randName(t)
+	if _, err := m.Create(p, &Resources{MemoryLimit: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Remove(p) })
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if err := m.AddProcess(p, cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.TryRemove(p); !errors.Is(err, ErrBusy) {
+		t.Fatalf("TryRemove of a cgroup with a process: %v, want ErrBusy", err)
+	}
+	if !m.Exists(p) {
+		t.Fatal("a busy cgroup was removed")
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	var err error
+	for i := 0; i < 100; i++ { // the kernel lists an exited process for a moment
+		if err = m.TryRemove(p); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil || m.Exists(p) {
+		t.Fatalf("TryRemove after the process ended: %v, exists %v", err, m.Exists(p))
+	}
+	if err := m.TryRemove(p); err != nil {
+		t.Errorf("TryRemove of a missing cgroup: %v", err)
 	}
 }

@@ -346,27 +346,23 @@ func (m *Manager) releaseResources(c *Container) error {
 // the other processes of its PID namespace, and rmdir fails while it does. That lasts a
 // millisecond or two, so the wait starts at 1 ms and doubles up to 20 ms (about 1 s in all).
 //
-// The removal is only tried once the cgroup lists no process: the library retries rmdir of
-// a busy cgroup for about a second in each hierarchy (eleven on v1), so a container that
-// left processes behind (one without a PID namespace of its own) took 11 s per attempt,
-// and a RemoveContainer close to a minute, before they were killed.
+// A busy cgroup fails at once (TryRemove): the library's own removal retries rmdir of a
+// busy cgroup for about a second in each hierarchy (eleven on v1), so a container that left
+// processes behind (one without a PID namespace of its own) took 11 s per attempt, and a
+// RemoveContainer close to a minute, before they were killed.
 func (m *Manager) removeCgroup(p string) error {
 	var err error
 	wait := time.Millisecond
 	for i := 0; i < 55; i++ {
-		if len(m.cgroupPids(p)) == 0 {
-			if err = m.o.Cgroups.Remove(p); err == nil {
-				return nil
-			}
-		} else if i >= 4 {
+		if err = m.o.Cgroups.TryRemove(p); err == nil {
+			return nil
+		}
+		if i >= 4 {
 			// Still busy after a 15 ms grace: processes the init left behind.
 			m.killCgroup(p)
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, 20*time.Millisecond)
-	}
-	if err == nil {
-		err = fmt.Errorf("remove cgroup %s: processes are still in it", p)
 	}
 	return err
 }
