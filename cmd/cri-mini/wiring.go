@@ -193,11 +193,12 @@ func (d *daemon) close() error {
 
 // usernsSupported probes whether pods may have user namespaces here: the layers and the
 // containers' dirs under root must be idmappable (Linux 5.12+ and a filesystem that allows
-// it; overlay over idmapped layers needs 5.19), and so must tmpfs (/dev/shm). A node where it fails refuses such pods and
-// does not advertise the feature, so kubelet does not send them.
+// it; overlay over idmapped layers needs 5.19), and so must tmpfs (/dev/shm), and every
+// directory down to root passable. A node where it fails refuses such pods and does not
+// advertise the feature, so kubelet does not send them.
 func usernsSupported(ctx context.Context, root string, holder *runtime.SealedBinary) bool {
 	log := klog.FromContext(ctx)
-	err := passable(root)
+	err := runtime.Passable(root)
 	var exe *os.File
 	if err == nil {
 		exe, err = holder.Get()
@@ -223,21 +224,4 @@ func usernsSupported(ctx context.Context, root string, holder *runtime.SealedBin
 		return false
 	}
 	return true
-}
-
-// passable checks that anyone may pass through dir and every directory above it: the root
-// of a pod's user namespace is no one on the host, and walks that path to its rootfs.
-func passable(dir string) error {
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("directory %s (mode %04o) is closed to others: the root of a pod's user namespace cannot reach its rootfs below it", d, st.Mode().Perm())
-		}
-		if d == "/" {
-			return nil
-		}
-	}
 }

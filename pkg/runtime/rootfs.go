@@ -151,7 +151,19 @@ func searchableParents(dir string, u *UserNamespace) error {
 	if err := os.MkdirAll(parent, 0o711); err != nil {
 		return fmt.Errorf("create %s: %w", parent, err)
 	}
-	for p := parent; ; p = filepath.Dir(p) {
+	return searchablePath(parent, u)
+}
+
+// Passable checks that anyone (the root of any pod's user namespace: host IDs that own
+// nothing on the path) may walk dir and every directory above it, as MountRootfsUserNS
+// needs for the containers' dirs below dir.
+func Passable(dir string) error {
+	return searchablePath(filepath.Clean(dir), &UserNamespace{UID: -1, GID: -1})
+}
+
+// searchablePath checks that u's root may walk dir and every directory above it.
+func searchablePath(dir string, u *UserNamespace) error {
+	for p := dir; ; p = filepath.Dir(p) {
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err != nil {
 			return fmt.Errorf("stat %s: %w", p, err)

@@ -15,16 +15,11 @@ import (
 // a user namespace it belongs to the pod's root, which may rewrite it as root may in any
 // other pod (its mount is not idmapped: kubelet gives mappings only to its own mounts).
 func writePodFile(r *record, path string, data []byte) error {
-	uid, gid, ok := -1, -1, false
-	if u := r.Config.UserNS; u != nil {
-		hu, uok := HostID(u.UIDMappings, 0)
-		hg, gok := HostID(u.GIDMappings, 0)
-		uid, gid, ok = int(hu), int(hg), uok && gok
-	}
+	uid, gid, ok := r.RootHostIDs()
 	if !ok {
 		return writeFileAtomic(path, data, 0o644)
 	}
-	return writeFileAtomicOwned(path, data, 0o644, uid, gid)
+	return writeFileAtomicOwned(path, data, 0o644, int(uid), int(gid))
 }
 
 // writeFileAtomic writes via a temporary file and rename, so a container mounting the file
