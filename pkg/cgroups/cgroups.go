@@ -237,12 +237,12 @@ var ErrBusy = errors.New("cgroup still has processes")
 // pay. A cgroup with children, or any other failure, is left to Remove. Removing a missing
 // cgroup is not an error.
 func (m *Manager) TryRemove(p string) error {
-	mgr, err := m.libManager(p, nil)
+	dirs, err := m.Dirs(p)
 	if err != nil {
 		return err
 	}
 	busy := false
-	for _, dir := range mgr.GetPaths() {
+	for _, dir := range dirs {
 		switch err := unix.Rmdir(dir); {
 		case err == nil, errors.Is(err, unix.ENOENT):
 		case errors.Is(err, unix.EBUSY):

@@ -2,7 +2,6 @@ package container
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 
 	"github.com/cri-mini/cri-mini/pkg/runtime"
@@ -146,7 +145,7 @@ func userNamespace(sb *sandbox.Sandbox, o NamespaceOptions, p *runtime.SandboxPa
 		if asked.Mode != sandbox.ModePod {
 			return fmt.Errorf("%s.mode: %s, but pod sandbox %s has a user namespace of its own: POD: %w", fieldUserNS, asked.Mode, sb.ID, store.ErrInvalidArgument)
 		}
-		if !sameMappings(asked.Mappings, sb.Config.UserNS) {
+		if !asked.Mappings.Equal(sb.Config.UserNS) {
 			return fmt.Errorf("%s: the mappings differ from pod sandbox %s's: %w", fieldUserNS, sb.ID, store.ErrInvalidArgument)
 		}
 	}
@@ -162,10 +161,6 @@ func userNamespace(sb *sandbox.Sandbox, o NamespaceOptions, p *runtime.SandboxPa
 	p.UIDMappings = runtimeIDMappings(sb.UIDMappings())
 	p.GIDMappings = runtimeIDMappings(sb.GIDMappings())
 	return nil
-}
-
-func sameMappings(a, b *sandbox.UserNamespace) bool {
-	return a != nil && b != nil && slices.Equal(a.UIDMappings, b.UIDMappings) && slices.Equal(a.GIDMappings, b.GIDMappings)
 }
 
 func runtimeIDMappings(in []sandbox.IDMapping) []runtime.IDMapping {

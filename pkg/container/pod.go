@@ -113,15 +113,11 @@ func (m *Manager) StartPod(ctx context.Context, podID string) error {
 	return err
 }
 
-// existingClient returns the pod's monitor client without launching one (nil when none).
 // runningMonitor returns the client of the pod's monitor without launching one: the one
 // in use, or a connection to the monitor that still serves the pod (one that did not
 // answer when the daemon started, say). nil when nothing serves it any more; an error
 // when it lives but does not answer.
 func (m *Manager) runningMonitor(ctx context.Context, podID string) (*monitor.Client, error) {
-	if cl := m.existingClient(podID); cl != nil {
-		return cl, nil
-	}
 	p := m.podFor(podID)
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -141,6 +137,7 @@ func (m *Manager) runningMonitor(ctx context.Context, podID string) (*monitor.Cl
 	return nil, fmt.Errorf("monitor of pod %s does not answer: %w", podID, err)
 }
 
+// existingClient returns the pod's monitor client without launching one (nil when none).
 func (m *Manager) existingClient(podID string) *monitor.Client {
 	p := m.knownPod(podID)
 	if p == nil {
@@ -294,8 +291,10 @@ func (m *Manager) watchLoop(ctx context.Context, c Container) {
 		// answer (stopped, starved, its backlog full): its exit record, once there, is the
 		// truth; until then the container is not reported exited, or kubelet would start
 		// its next instance next to one that may still run.
-		if _, err := monitor.ReadExit(monitor.ContainerDir(c.MonitorDir, c.ID)); err == nil {
-			m.exitFromDisk(ctx, e)
+		if rec, err := monitor.ReadExit(monitor.ContainerDir(c.MonitorDir, c.ID)); err == nil {
+			if err := m.markExited(ctx, e, &rec); err != nil {
+				logger.Error(err, "Recording container exit")
+			}
 			return
 		}
 		if failures == 5 || failures%100 == 0 {

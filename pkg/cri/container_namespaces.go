@@ -2,7 +2,6 @@ package cri
 
 import (
 	"fmt"
-	"slices"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -84,7 +83,7 @@ func idmappedMounts(in []*runtimeapi.Mount, user *container.UserNamespaceOption,
 		if err != nil {
 			return err
 		}
-		if !slices.Equal(ids.UIDMappings, user.Mappings.UIDMappings) || !slices.Equal(ids.GIDMappings, user.Mappings.GIDMappings) {
+		if !ids.Equal(user.Mappings) {
 			return invalidArg(field+".uid_mappings", "the mappings must be those of the container's user namespace")
 		}
 		out[i].IDMapped = true

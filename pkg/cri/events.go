@@ -133,13 +133,17 @@ func (s *Server) containerEvent(e container.Event) *runtimeapi.ContainerEventRes
 
 // sandboxEvent builds the event of a sandbox's own change.
 func (s *Server) sandboxEvent(e sandbox.Event) *runtimeapi.ContainerEventResponse {
-	return &runtimeapi.ContainerEventResponse{
+	r := &runtimeapi.ContainerEventResponse{
 		ContainerId:        e.Sandbox.ID,
 		ContainerEventType: sandboxEventTypes[e.Type],
 		CreatedAt:          time.Now().UnixNano(),
 		PodSandboxStatus:   s.eventPodStatus(e.Sandbox.ID, e.Sandbox),
-		ContainersStatuses: s.podContainerStatuses(e.Sandbox.ID),
 	}
+	// A pod that was just created and started has no container yet: no need to look.
+	if e.Type != sandbox.EventCreated && e.Type != sandbox.EventStarted {
+		r.ContainersStatuses = s.podContainerStatuses(e.Sandbox.ID)
+	}
+	return r
 }
 
 // eventPodStatus is the pod's status as PodSandboxStatus reports it, or, once the sandbox is

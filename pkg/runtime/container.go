@@ -29,9 +29,7 @@ func Create(ctx context.Context, spec *specs.Spec, rootfs *Rootfs, stdio Stdio, 
 	}
 	v := specView{Process: &viewProcess{Terminal: spec.Process.Terminal, Args: spec.Process.Args},
 		Root: &viewRoot{Path: spec.Root.Path}, Linux: &viewLinux{CgroupsPath: spec.Linux.CgroupsPath, Namespaces: spec.Linux.Namespaces}}
-	for _, m := range spec.Mounts {
-		v.Mounts = append(v.Mounts, viewMount{Destination: m.Destination, Type: m.Type, Source: m.Source, Options: m.Options})
-	}
+	v.mounts = spec.Mounts
 	c, err := create(ctx, &v, childConfig{Spec: spec}, nil, stdio, cgm)
 	if err != nil {
 		return nil, err
@@ -69,7 +67,10 @@ type specView struct {
 	Process *viewProcess `json:"process"`
 	Root    *viewRoot    `json:"root"`
 	Linux   *viewLinux   `json:"linux"`
-	Mounts  []viewMount  `json:"mounts,omitempty"`
+	// Mounts are decoded only for a container in a user namespace (mountSources needs
+	// them); mounts is Create's spec's, or their decoding.
+	Mounts json.RawMessage `json:"mounts,omitempty"`
+	mounts []specs.Mount
 }
 
 type viewProcess struct {
@@ -79,14 +80,6 @@ type viewProcess struct {
 
 type viewRoot struct {
 	Path string `json:"path"`
-}
-
-// viewMount is what mountSources reads of a mount.
-type viewMount struct {
-	Destination string   `json:"destination"`
-	Type        string   `json:"type,omitempty"`
-	Source      string   `json:"source,omitempty"`
-	Options     []string `json:"options,omitempty"`
 }
 
 type viewLinux struct {
@@ -109,7 +102,12 @@ func create(ctx context.Context, v *specView, cfg childConfig, rawCfg []byte, st
 	var sources []*os.File
 	if userns != "" {
 		var index map[int]int
-		if sources, index, err = mountSources(v.Mounts, userns); err != nil {
+		if v.mounts == nil && len(v.Mounts) > 0 {
+			if err := json.Unmarshal(v.Mounts, &v.mounts); err != nil {
+				return nil, fmt.Errorf("create container: decode mounts: %w", err)
+			}
+		}
+		if sources, index, err = mountSources(v.mounts, userns); err != nil {
 			return nil, fmt.Errorf("create container: %w", err)
 		}
 		defer closeFiles(sources)

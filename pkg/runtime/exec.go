@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -268,14 +269,24 @@ func ExecHelperMain() int {
 	return fail(execProcess(argv0, cfg.Process))
 }
 
+// ownUserns is this process's user namespace, which never changes: stat'ed once.
+var ownUserns = sync.OnceValues(func() (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &st); err != nil {
+		return st, fmt.Errorf("stat own user namespace: %w", err)
+	}
+	return st, nil
+})
+
 // sameUserns reports whether the user namespace open at f is this process's.
 func sameUserns(f *os.File) (bool, error) {
-	var theirs, ours unix.Stat_t
+	var theirs unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &theirs); err != nil {
 		return false, fmt.Errorf("stat container user namespace: %w", err)
 	}
-	if err := unix.Stat("/proc/self/ns/user", &ours); err != nil {
-		return false, fmt.Errorf("stat own user namespace: %w", err)
+	ours, err := ownUserns()
+	if err != nil {
+		return false, err
 	}
 	return theirs.Dev == ours.Dev && theirs.Ino == ours.Ino, nil
 }

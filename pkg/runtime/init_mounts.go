@@ -109,7 +109,7 @@ func mountOne(root *os.File, rootfs string, m specs.Mount, src int) error {
 		defer unix.Close(src)
 	}
 	flags, prop, data := parseMountOptions(m.Options)
-	bind := m.Type == "bind" || flags&unix.MS_BIND != 0
+	bind := isBind(m.Type, flags)
 	dir := true
 	if bind {
 		var err error

@@ -28,7 +28,7 @@ const fdMountSources = fdExe + 1
 // of its mount in the spec.
 //
 // A mount with the idmap option is idmapped into the user namespace at userns.
-func mountSources(mounts []viewMount, userns string) (files []*os.File, index map[int]int, retErr error) {
+func mountSources(mounts []specs.Mount, userns string) (files []*os.File, index map[int]int, retErr error) {
 	defer func() {
 		if retErr != nil {
 			closeFiles(files)
@@ -43,7 +43,7 @@ func mountSources(mounts []viewMount, userns string) (files []*os.File, index ma
 	}()
 	for i, m := range mounts {
 		flags, _, _ := parseMountOptions(m.Options)
-		if m.Type != "bind" && flags&unix.MS_BIND == 0 {
+		if !isBind(m.Type, flags) {
 			continue
 		}
 		recursive := flags&unix.MS_REC != 0
@@ -123,3 +123,7 @@ func sourceIsDir(fd int, m specs.Mount) (bool, error) {
 	}
 	return st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
 }
+
+// isBind tells a bind mount, the way the init treats it (mountOne): the parent opens a
+// source for exactly those.
+func isBind(typ string, flags uintptr) bool { return typ == "bind" || flags&unix.MS_BIND != 0 }

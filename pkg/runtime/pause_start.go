@@ -112,25 +112,9 @@ func startPauseProcess(cmd *exec.Cmd, o PauseOptions) (*os.Process, error) {
 		}
 		return cmd.Process, nil
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, err
-	}
-	defer devnull.Close()
-	s := ns.UsernsSpawn{
-		Path: cmd.Path, Args: cmd.Args, Env: cmd.Env,
-		Files:  append([]*os.File{devnull, devnull, devnull}, cmd.ExtraFiles...),
-		Userns: o.Userns, Cloneflags: cmd.SysProcAttr.Cloneflags, CgroupFD: -1, Setsid: true,
-	}
-	if o.Cgroups.IsV2() {
-		f, err := cgroupDir(o.Cgroups, o.CgroupPath)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		s.CgroupFD = int(f.Fd())
-	}
-	uc, err := ns.StartInUserns(o.NS, s)
+	s := ns.UsernsSpawn{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Userns: o.Userns,
+		Cloneflags: cmd.SysProcAttr.Cloneflags, Setsid: true}
+	uc, err := startUserns(o.NS, s, [3]*os.File{}, cmd.ExtraFiles, o.Cgroups, o.CgroupPath)
 	if err != nil {
 		return nil, err
 	}

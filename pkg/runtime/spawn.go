@@ -157,38 +157,42 @@ func (p *Process) start(o spawnOptions, files []*os.File) error {
 
 // startInUserns is childCmd and ns.StartIn for a child that joins o.userns.
 func startInUserns(o spawnOptions, files []*os.File) (*ns.UsernsChild, error) {
-	stdio := []*os.File{o.stdio.Stdin, o.stdio.Stdout, o.stdio.Stderr}
-	var devnull *os.File
-	for i, f := range stdio {
-		if f != nil {
-			continue
-		}
-		if devnull == nil {
-			var err error
-			if devnull, err = os.Open(os.DevNull); err != nil {
-				return nil, fmt.Errorf("open %s for stdio: %w", os.DevNull, err)
-			}
-			defer devnull.Close()
-		}
-		stdio[i] = devnull
-	}
 	s := ns.UsernsSpawn{
 		Path:   "/proc/self/fd/" + strconv.Itoa(fdExe),
 		Args:   []string{"cri-mini", o.command},
 		Env:    []string{},
-		Files:  append(append(stdio, files...), o.extra...),
-		Userns: o.userns, Cloneflags: o.cloneflags, CgroupFD: -1,
+		Userns: o.userns, Cloneflags: o.cloneflags,
 		Setsid: true, Setctty: o.terminal,
 	}
-	if o.cgroupPath != "" && o.cgm.IsV2() {
-		f, err := cgroupDir(o.cgm, o.cgroupPath)
+	stdio := [3]*os.File{o.stdio.Stdin, o.stdio.Stdout, o.stdio.Stderr}
+	return startUserns(o.ns, s, stdio, append(files, o.extra...), o.cgm, o.cgroupPath)
+}
+
+// startUserns completes s for ns.StartInUserns: nil stdio is /dev/null (as exec.Cmd has
+// it), files follow stdio, and on cgroup v2 the child starts in cgroupPath.
+func startUserns(p ns.Paths, s ns.UsernsSpawn, stdio [3]*os.File, files []*os.File, cgm Cgroups, cgroupPath string) (*ns.UsernsChild, error) {
+	for i, f := range stdio {
+		if f != nil {
+			continue
+		}
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, fmt.Errorf("open %s for stdio: %w", os.DevNull, err)
+		}
+		defer devnull.Close()
+		stdio[i] = devnull
+	}
+	s.Files = append(stdio[:], files...)
+	s.CgroupFD = -1
+	if cgroupPath != "" && cgm.IsV2() {
+		f, err := cgroupDir(cgm, cgroupPath)
 		if err != nil {
 			return nil, err
 		}
 		defer f.Close()
 		s.CgroupFD = int(f.Fd())
 	}
-	return ns.StartInUserns(o.ns, s)
+	return ns.StartInUserns(p, s)
 }
 
 // kill sends SIGKILL to the child.

@@ -15,6 +15,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/cri-mini/cri-mini/pkg/ns"
 )
 
 // DefaultPath is the PATH of a container whose image and request set none (the value
@@ -90,9 +92,7 @@ type SandboxPaths struct {
 }
 
 // IDMapping maps Size ids from ContainerID inside a user namespace to HostID outside.
-type IDMapping struct {
-	ContainerID, HostID, Size uint32
-}
+type IDMapping = ns.IDMap
 
 func specIDMappings(ms []IDMapping) []specs.LinuxIDMapping {
 	out := make([]specs.LinuxIDMapping, 0, len(ms))

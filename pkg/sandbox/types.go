@@ -79,6 +79,11 @@ type UserNamespace struct {
 	GIDMappings []IDMapping `json:"gidMappings"`
 }
 
+// Equal tells whether u and o map the same IDs (both non-nil).
+func (u *UserNamespace) Equal(o *UserNamespace) bool {
+	return u != nil && o != nil && slices.Equal(u.UIDMappings, o.UIDMappings) && slices.Equal(u.GIDMappings, o.GIDMappings)
+}
+
 func (u *UserNamespace) clone() *UserNamespace {
 	if u == nil {
 		return nil
